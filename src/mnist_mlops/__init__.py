@@ -1,0 +1,11 @@
+"""mnist-mlops: MNIST CNN trained with Spark four ways, tracked, registered, promoted and served."""
+
+import os
+
+# Keras 3 breaks MultiWorkerMirroredStrategy (keras-team/keras#20585, tensorflow#72388), so every
+# process of this project, the driver and each Spark worker that unpickles a training function,
+# uses tf_keras. It must be set before TensorFlow is first imported, hence here.
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+__version__ = "0.1.0"

@@ -1,0 +1,7 @@
+"""Custom Kedro datasets of the project."""
+
+from mnist_mlops.datasets.array_bundle_dataset import ArrayBundle, ArrayBundleDataset
+from mnist_mlops.datasets.idx_dataset import IDXDataset
+from mnist_mlops.datasets.strategy_run_dataset import StrategyRunDataset
+
+__all__ = ["ArrayBundle", "ArrayBundleDataset", "IDXDataset", "StrategyRunDataset"]

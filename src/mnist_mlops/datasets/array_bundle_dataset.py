@@ -1,0 +1,94 @@
+"""A Kedro dataset for named NumPy arrays that Spark executors read from the same storage."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import numpy as np
+from kedro.io.core import (
+    AbstractVersionedDataset,
+    DatasetError,
+    Version,
+    get_filepath_str,
+)
+
+from mnist_mlops.datasets._fsspec import open_filesystem, write_atomically
+
+
+@dataclass(frozen=True)
+class ArrayBundle:
+    """A reference to a saved ``.npz`` bundle: small to pickle, loaded where it is used.
+
+    Training workers receive this reference, not the arrays, and read the bundle themselves
+    from its storage (local disk, abfs, gcs), as they would on a real cluster.
+    """
+
+    uri: str
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+    def load(self) -> dict[str, np.ndarray]:
+        """Read every array of the bundle."""
+        with fsspec.open(self.uri, "rb", **self.storage_options) as f:
+            buffer = io.BytesIO(f.read())
+        with np.load(buffer, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+
+
+class ArrayBundleDataset(AbstractVersionedDataset[dict[str, np.ndarray], ArrayBundle]):
+    """Saves a dict of arrays as one ``.npz`` file; loads an :class:`ArrayBundle` pointing at it.
+
+    Example catalog entry::
+
+        model_input:
+          type: mnist_mlops.datasets.ArrayBundleDataset
+          filepath: data/05_model_input/mnist.npz
+    """
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        version: Version | None = None,
+        credentials: dict[str, Any] | None = None,
+        fs_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self._storage_options = {**(credentials or {}), **(fs_args or {})}
+        self._fs, self._protocol, path = open_filesystem(filepath, credentials, fs_args)
+        self.metadata = metadata
+        super().__init__(
+            filepath=path,
+            version=version,
+            exists_function=self._fs.exists,
+            glob_function=self._fs.glob,
+        )
+
+    def _uri(self, path: str) -> str:
+        return path if self._protocol == "file" else f"{self._protocol}://{path}"
+
+    def load(self) -> ArrayBundle:
+        path = get_filepath_str(self._get_load_path(), self._protocol)
+        if not self._fs.exists(path):
+            raise DatasetError(f"No array bundle at {path}: run the data_prep pipeline first")
+        return ArrayBundle(self._uri(path), self._storage_options)
+
+    def save(self, data: dict[str, np.ndarray]) -> None:
+        if not isinstance(data, dict) or not data:
+            raise DatasetError("ArrayBundleDataset saves a non-empty dict of NumPy arrays")
+        buffer = io.BytesIO()
+        np.savez(buffer, **{name: np.asarray(array) for name, array in data.items()})
+        path = get_filepath_str(self._get_save_path(), self._protocol)
+        write_atomically(self._fs, path, buffer.getvalue())
+
+    def _exists(self) -> bool:
+        try:
+            path = get_filepath_str(self._get_load_path(), self._protocol)
+        except DatasetError:
+            return False
+        return self._fs.exists(path)
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": self._filepath, "protocol": self._protocol, "version": self._version}

@@ -1,0 +1,63 @@
+"""A Kedro dataset that records a strategy's training result as its own MLflow run."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from kedro.io import AbstractDataset, DatasetError
+
+from mnist_mlops.pipelines.training.result import SkippedStrategy, TrainingResult
+
+
+class StrategyRunDataset(AbstractDataset[TrainingResult | SkippedStrategy, Any]):
+    """Logs a :class:`TrainingResult` as an MLflow run named after its strategy.
+
+    The run is nested in the run kedro-mlflow opened for the pipeline, so ``mlflow ui`` shows the
+    strategies side by side, each with its parameters, per-epoch metrics, evaluation, timing and
+    model. Loading returns the result saved in this session, with its ``run_id``.
+
+    Example catalog entry (a dataset factory)::
+
+        "{strategy}_result":
+          type: mnist_mlops.datasets.StrategyRunDataset
+    """
+
+    def __init__(self, *, artifact_path: str = "model", metadata: dict[str, Any] | None = None):
+        self._artifact_path = artifact_path
+        self._result: TrainingResult | SkippedStrategy | None = None
+        self.metadata = metadata
+
+    def save(self, data: TrainingResult | SkippedStrategy) -> None:
+        if isinstance(data, SkippedStrategy):
+            self._result = data
+            return
+        import mlflow
+        import mlflow.tensorflow
+        from mlflow.entities import Metric
+
+        nested = mlflow.active_run() is not None
+        with mlflow.start_run(run_name=data.strategy, nested=nested) as run:
+            mlflow.set_tags({"mnist.strategy": data.strategy, "mnist.worker_pids": str(data.worker_pids)})
+            mlflow.log_params(data.params)
+            timestamp = int(run.info.start_time)
+            history = [
+                Metric(name, value, timestamp, epoch)
+                for name, values in data.history.items()
+                for epoch, value in enumerate(values, start=1)
+            ]
+            mlflow.tracking.MlflowClient().log_batch(run.info.run_id, metrics=history)
+            mlflow.log_metrics(data.metrics)
+            mlflow.tensorflow.log_model(data.model, name=self._artifact_path)
+        self._result = dataclasses.replace(data, run_id=run.info.run_id)
+
+    def load(self) -> TrainingResult | SkippedStrategy:
+        if self._result is None:
+            raise DatasetError(
+                "No training result in this session: run the training pipeline (its strategy "
+                "nodes produce the results that comparison and champion selection read)"
+            )
+        return self._result
+
+    def _describe(self) -> dict[str, Any]:
+        return {"artifact_path": self._artifact_path}

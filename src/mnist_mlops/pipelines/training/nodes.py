@@ -1,0 +1,251 @@
+"""Nodes of the training pipeline: one per strategy, then comparison and champion."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from mnist_mlops.datasets import ArrayBundle
+from mnist_mlops.pipelines.training.fit import COMMUNICATIONS, FitOutcome, fit_model
+from mnist_mlops.pipelines.training.result import (
+    SkippedStrategy,
+    TrainingResult,
+    selected_strategies,
+)
+from mnist_mlops.pipelines.training.spark_runner import run_with_runner
+
+logger = logging.getLogger(__name__)
+
+Result = TrainingResult | SkippedStrategy
+
+
+def _train(
+    strategy: str,
+    model_input: ArrayBundle,
+    training: dict[str, Any],
+    launch: Callable[[dict[str, Any]], FitOutcome],
+    workers: int,
+) -> Result:
+    """Run ``launch`` if ``strategy`` is selected, then evaluate its model in the driver."""
+    if strategy not in selected_strategies(training["strategies"]):
+        logger.info("Strategy %s is not in training.strategies: skipped", strategy)
+        return SkippedStrategy(strategy)
+    from mnist_mlops.pipelines.training.model import build_model
+
+    hyperparameters = training["hyperparameters"]
+    architecture = training["architecture"]
+    logger.info("Training %s with %s on %d worker(s)", architecture, strategy, workers)
+    started_at = time.time()
+    outcome = launch(hyperparameters)
+    model = build_model(architecture, hyperparameters, total_steps=1)
+    model.set_weights(outcome.weights)
+    arrays = model_input.load()
+    _, validation_accuracy = model.evaluate(
+        arrays["validation_images"].astype(np.float32),
+        arrays["validation_labels"],
+        batch_size=1024,
+        verbose=0,
+    )
+    test_loss, test_accuracy = model.evaluate(
+        arrays["test_images"].astype(np.float32), arrays["test_labels"], batch_size=1024, verbose=0
+    )
+    # The first step carries graph tracing and worker start-up: throughput is measured after it.
+    steady_s = max(outcome.finished_at - outcome.first_step_at, 1e-9)
+    steady_images = max(outcome.images_trained - hyperparameters["batch_size"], 1)
+    metrics = {
+        "validation_accuracy": float(validation_accuracy),
+        "test_accuracy": float(test_accuracy),
+        "test_loss": float(test_loss),
+        "wall_time_s": time.time() - started_at,
+        "startup_s": outcome.first_step_at - started_at,
+        "images_per_s": steady_images / steady_s,
+    }
+    logger.info(
+        "%s: test accuracy %.4f, %.0f images/s, %.1f s in all",
+        strategy,
+        test_accuracy,
+        metrics["images_per_s"],
+        metrics["wall_time_s"],
+    )
+    return TrainingResult(
+        strategy=strategy,
+        architecture=architecture,
+        model=model,
+        history=outcome.history,
+        metrics=metrics,
+        params={
+            **hyperparameters,
+            "strategy": strategy,
+            "architecture": architecture,
+            "workers": workers,
+            "device": "GPU" if training["use_gpu"] else "CPU",
+        },
+        worker_pids=outcome.worker_pids,
+    )
+
+
+def train_single_node(model_input: ArrayBundle, training: dict[str, Any]) -> Result:
+    """Train with a plain tf_keras ``fit`` in the driver process."""
+    return _train(
+        "single_node",
+        model_input,
+        training,
+        lambda hp: fit_model(model_input, hp, training["architecture"]),
+        workers=1,
+    )
+
+
+def train_local(model_input: ArrayBundle, training: dict[str, Any]) -> Result:
+    """Train with ``MirroredStrategyRunner(local_mode=True)``: one slot, in the driver."""
+    return _train(
+        "local",
+        model_input,
+        training,
+        lambda hp: run_with_runner(
+            fit_model,
+            num_slots=1,
+            local_mode=True,
+            use_gpu=training["use_gpu"],
+            custom_strategy=False,
+            bundle=model_input,
+            hyperparameters=hp,
+            architecture=training["architecture"],
+        ),
+        workers=1,
+    )
+
+
+def train_distributed(model_input: ArrayBundle, training: dict[str, Any]) -> Result:
+    """Train with ``MirroredStrategyRunner(local_mode=False)`` on ``distributed.num_slots`` tasks."""
+    slots = training["distributed"]["num_slots"]
+    return _train(
+        "distributed",
+        model_input,
+        training,
+        lambda hp: run_with_runner(
+            fit_model,
+            num_slots=slots,
+            local_mode=False,
+            use_gpu=training["use_gpu"],
+            custom_strategy=False,
+            bundle=model_input,
+            hyperparameters=hp,
+            architecture=training["architecture"],
+        ),
+        workers=slots,
+    )
+
+
+def train_custom(model_input: ArrayBundle, training: dict[str, Any]) -> Result:
+    """Train with ``custom_strategy=True``: each task builds its own
+    ``MultiWorkerMirroredStrategy`` with the configured collective communication."""
+    custom = training["custom"]
+    if custom["communication"] not in COMMUNICATIONS:
+        raise ValueError(
+            f"training.custom.communication={custom['communication']!r}: "
+            f"choose one of {list(COMMUNICATIONS)}"
+        )
+    return _train(
+        "custom",
+        model_input,
+        training,
+        lambda hp: run_with_runner(
+            fit_model,
+            num_slots=custom["num_slots"],
+            local_mode=False,
+            use_gpu=training["use_gpu"],
+            custom_strategy=True,
+            bundle=model_input,
+            hyperparameters=hp,
+            architecture=training["architecture"],
+            communication=custom["communication"],
+        ),
+        workers=custom["num_slots"],
+    )
+
+
+def _trained(results: tuple[Result, ...]) -> list[TrainingResult]:
+    trained = [r for r in results if isinstance(r, TrainingResult)]
+    if not trained:
+        raise ValueError("No strategy was trained: check training.strategies")
+    return trained
+
+
+def compare_strategies(*results: Result) -> pd.DataFrame:
+    """Tabulate efficacy and efficiency of every trained strategy.
+
+    Speed-up is images per second against ``single_node`` (empty when it did not run).
+    """
+    trained = _trained(results)
+    baseline = next(
+        (r.metrics["images_per_s"] for r in trained if r.strategy == "single_node"), np.nan
+    )
+    rows = [
+        {
+            "strategy": r.strategy,
+            "architecture": r.architecture,
+            "workers": r.params["workers"],
+            "device": r.params["device"],
+            "validation_accuracy": r.metrics["validation_accuracy"],
+            "test_accuracy": r.metrics["test_accuracy"],
+            "test_loss": r.metrics["test_loss"],
+            "wall_time_s": r.metrics["wall_time_s"],
+            "startup_s": r.metrics["startup_s"],
+            "images_per_s": r.metrics["images_per_s"],
+            "speedup_vs_single_node": r.metrics["images_per_s"] / baseline,
+        }
+        for r in trained
+    ]
+    comparison = pd.DataFrame(rows)
+    logger.info("Strategy comparison:\n%s", comparison.round(4).to_string(index=False))
+    return comparison
+
+
+def plot_strategy_comparison(*results: Result) -> Figure:
+    """Draw validation accuracy per epoch and training throughput of each strategy."""
+    trained = _trained(results)
+    figure = Figure(figsize=(11, 4), layout="constrained")
+    curves, throughput = figure.subplots(1, 2)
+    for r in trained:
+        epochs = range(1, len(r.history["val_accuracy"]) + 1)
+        curves.plot(epochs, r.history["val_accuracy"], marker="o", label=r.strategy)
+    curves.set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy")
+    curves.legend()
+    throughput.bar(
+        [r.strategy for r in trained], [r.metrics["images_per_s"] for r in trained], color="C1"
+    )
+    throughput.set(title="Training throughput", ylabel="images / s")
+    return figure
+
+
+def select_champion(*results: Result) -> tuple[Any, dict[str, Any]]:
+    """Pick the best validation accuracy, then the highest throughput among equals.
+
+    Returns:
+        The champion's model and a summary (strategy, MLflow run, parameters, metrics).
+    """
+    trained = _trained(results)
+    champion = max(
+        trained,
+        key=lambda r: (round(r.metrics["validation_accuracy"], 4), r.metrics["images_per_s"]),
+    )
+    logger.info(
+        "Champion: %s (validation accuracy %.4f, test accuracy %.4f)",
+        champion.strategy,
+        champion.metrics["validation_accuracy"],
+        champion.metrics["test_accuracy"],
+    )
+    summary = {
+        "strategy": champion.strategy,
+        "architecture": champion.architecture,
+        "run_id": champion.run_id,
+        "params": champion.params,
+        "metrics": champion.metrics,
+    }
+    return champion.model, summary

@@ -1,0 +1,50 @@
+"""The training pipeline: one node per strategy, a comparison, a champion."""
+
+from kedro.pipeline import Pipeline, node, pipeline
+
+from mnist_mlops.pipelines.training.nodes import (
+    compare_strategies,
+    plot_strategy_comparison,
+    select_champion,
+    train_custom,
+    train_distributed,
+    train_local,
+    train_single_node,
+)
+from mnist_mlops.pipelines.training.result import STRATEGIES
+
+_TRAINERS = {
+    "single_node": train_single_node,
+    "local": train_local,
+    "distributed": train_distributed,
+    "custom": train_custom,
+}
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    results = [f"{strategy}_result" for strategy in STRATEGIES]
+    train_nodes = [
+        node(
+            _TRAINERS[strategy],
+            inputs=["model_input", "params:training"],
+            outputs=f"{strategy}_result",
+            name=f"train_{strategy}",
+            # Nodes tagged "spark" need a SparkSession: hooks.SparkHooks starts one for them.
+            tags=["spark"] if strategy != "single_node" else [],
+        )
+        for strategy in STRATEGIES
+    ]
+    return pipeline(
+        [
+            *train_nodes,
+            node(compare_strategies, results, "strategy_comparison", name="compare_strategies"),
+            node(
+                plot_strategy_comparison,
+                results,
+                "strategy_comparison_chart",
+                name="plot_strategy_comparison",
+            ),
+            node(select_champion, results, ["champion_model", "champion"], name="select_champion"),
+        ],
+        tags="training",
+    )

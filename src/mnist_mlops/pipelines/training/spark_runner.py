@@ -1,0 +1,68 @@
+"""Runs a training function with spark-tensorflow-distributor and surfaces worker errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+_BEGIN, _END = "<<mnist-worker-error>>", "<</mnist-worker-error>>"
+_WORKER_ERROR = re.compile(re.escape(_BEGIN) + r"(.*?)" + re.escape(_END), re.DOTALL)
+
+
+class DistributedTrainingError(RuntimeError):
+    """A Spark training job failed; the message carries the failing worker's own error."""
+
+
+class _ReportingTrainFn:
+    """Wraps a training function so that a worker's exception reaches the driver readable."""
+
+    def __init__(self, train_fn: Callable[..., Any]) -> None:
+        self.train_fn = train_fn
+
+    def __call__(self, **kwargs: Any) -> Any:
+        try:
+            return self.train_fn(**kwargs)
+        except Exception as exc:
+            where = f"pid {os.getpid()} on {socket.gethostname()}"
+            detail = "".join(traceback.format_exception(exc)[-6:])
+            raise RuntimeError(
+                f"{_BEGIN}worker ({where}) failed with {type(exc).__name__}: {exc}\n"
+                f"{detail}{_END}"
+            ) from exc
+
+
+def run_with_runner(
+    train_fn: Callable[..., Any],
+    *,
+    num_slots: int,
+    local_mode: bool,
+    use_gpu: bool,
+    custom_strategy: bool,
+    **kwargs: Any,
+) -> Any:
+    """Run ``train_fn(**kwargs)`` through ``MirroredStrategyRunner`` and return the chief's result.
+
+    Raises:
+        DistributedTrainingError: with the worker's exception and the end of its traceback when a
+            worker raised, or with Spark's own first line when the job failed otherwise.
+    """
+    from spark_tensorflow_distributor import MirroredStrategyRunner
+
+    runner = MirroredStrategyRunner(
+        num_slots=num_slots,
+        local_mode=local_mode,
+        use_gpu=use_gpu,
+        use_custom_strategy=custom_strategy,
+    )
+    try:
+        return runner.run(_ReportingTrainFn(train_fn), **kwargs)
+    except Exception as exc:
+        found = _WORKER_ERROR.search(str(exc))
+        if found:
+            raise DistributedTrainingError(found.group(1).strip()) from None
+        first_line = next((line for line in str(exc).splitlines() if line.strip()), repr(exc))
+        raise DistributedTrainingError(f"Spark training job failed: {first_line}") from exc

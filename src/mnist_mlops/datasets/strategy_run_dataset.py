@@ -32,13 +32,16 @@ class StrategyRunDataset(AbstractDataset[TrainingResult | SkippedStrategy, Any])
         if isinstance(data, SkippedStrategy):
             self._result = data
             return
-        import mlflow
         import mlflow.tensorflow
         from mlflow.entities import Metric
 
+        import mlflow
+
         nested = mlflow.active_run() is not None
         with mlflow.start_run(run_name=data.strategy, nested=nested) as run:
-            mlflow.set_tags({"mnist.strategy": data.strategy, "mnist.worker_pids": str(data.worker_pids)})
+            mlflow.set_tags(
+                {"mnist.strategy": data.strategy, "mnist.worker_pids": str(data.worker_pids)}
+            )
             mlflow.log_params(data.params)
             timestamp = int(run.info.start_time)
             history = [

@@ -55,11 +55,14 @@ def fit_model(
         strategy = tf.distribute.get_strategy()
     else:
         options = tf.distribute.experimental.CommunicationOptions(
-            implementation=getattr(tf.distribute.experimental.CommunicationImplementation,
-                                   communication.upper())
+            implementation=getattr(
+                tf.distribute.experimental.CommunicationImplementation, communication.upper()
+            )
         )
         strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
 
+    if not logging.getLogger().handlers:  # a Spark task: progress goes to the executor's stderr
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     tf.keras.utils.set_random_seed(hyperparameters["seed"])
     arrays = bundle.load()
     train_x, train_y = arrays["train_images"], arrays["train_labels"]
@@ -80,7 +83,9 @@ def fit_model(
         )
 
     validation = (
-        tf.data.Dataset.from_tensor_slices((arrays["validation_images"], arrays["validation_labels"]))
+        tf.data.Dataset.from_tensor_slices(
+            (arrays["validation_images"], arrays["validation_labels"])
+        )
         .batch(1024)
         .map(lambda x, y: (tf.cast(x, tf.float32), y))
     )

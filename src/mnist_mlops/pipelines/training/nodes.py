@@ -122,7 +122,7 @@ def train_local(model_input: ArrayBundle, training: dict[str, Any]) -> Result:
 
 
 def train_distributed(model_input: ArrayBundle, training: dict[str, Any]) -> Result:
-    """Train with ``MirroredStrategyRunner(local_mode=False)`` on ``distributed.num_slots`` tasks."""
+    """Train with ``MirroredStrategyRunner(local_mode=False)`` on ``num_slots`` Spark tasks."""
     slots = training["distributed"]["num_slots"]
     return _train(
         "distributed",

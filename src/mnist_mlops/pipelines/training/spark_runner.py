@@ -30,8 +30,7 @@ class _ReportingTrainFn:
             where = f"pid {os.getpid()} on {socket.gethostname()}"
             detail = "".join(traceback.format_exception(exc)[-6:])
             raise RuntimeError(
-                f"{_BEGIN}worker ({where}) failed with {type(exc).__name__}: {exc}\n"
-                f"{detail}{_END}"
+                f"{_BEGIN}worker ({where}) failed with {type(exc).__name__}: {exc}\n{detail}{_END}"
             ) from exc
 
 

@@ -1,0 +1,39 @@
+# The two commands of the README: `make run` and `make test`. They bootstrap everything:
+# a pinned uv in .tools/, the locked virtual environment in .venv/ with compiled bytecode.
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+ARGS ?=
+
+# Compiled bytecode: these machines set PYTHONDONTWRITEBYTECODE=1, and without .pyc files every
+# process recompiles TensorFlow and MLflow (import tensorflow: 24 s instead of 8 s).
+export UV_COMPILE_BYTECODE := 1
+# kedro-telemetry would try the network on every command.
+export KEDRO_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+
+.PHONY: setup run test lint format
+setup: .venv/.synced
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+.venv/.synced: uv.lock pyproject.toml | $(UV)
+	@scripts/check_java.sh
+	$(UV) sync --frozen
+	@touch $@
+
+run: setup  ## kedro run on the embedded defaults (pass more with ARGS="--env azure ...")
+	$(UV) run --frozen kedro run $(ARGS)
+
+lint: setup
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen ruff check .
+
+test: lint  ## ruff, then the whole test suite
+	$(UV) run --frozen pytest $(ARGS)
+
+format: setup
+	$(UV) run --frozen ruff format .
+	$(UV) run --frozen ruff check --fix .

@@ -1,0 +1,95 @@
+"""Shared fixtures: real MNIST slices, a real Spark local-cluster, isolated MLflow stores."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+os.environ["KEDRO_DISABLE_TELEMETRY"] = "true"
+os.environ["DO_NOT_TRACK"] = "1"
+
+import mnist_mlops
+from mnist_mlops.datasets import ArrayBundle, ArrayBundleDataset, IDXDataset
+from mnist_mlops.hooks import spark_conf
+from mnist_mlops.pipelines.data_prep.nodes import split_train_validation
+
+PROJECT_ROOT = Path(mnist_mlops.__file__).resolve().parents[2]
+RAW_MNIST = PROJECT_ROOT / "data" / "01_raw" / "mnist"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_mlflow(tmp_path, monkeypatch):
+    """No test writes to the user's MLflow stores."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow-default.db")
+    for name in ("AZURE", "GCP"):
+        monkeypatch.delenv(f"{name}_MLFLOW_TRACKING_URI", raising=False)
+
+
+@pytest.fixture(scope="session")
+def mnist_raw() -> dict[str, np.ndarray]:
+    """The four original MNIST arrays, read through the project's IDX dataset."""
+    return {
+        f"{split}_{kind}": IDXDataset(
+            filepath=str(RAW_MNIST / f"{prefix}-{kind}-idx{3 if kind == 'images' else 1}-ubyte.gz")
+        ).load()
+        for split, prefix in (("train", "train"), ("test", "t10k"))
+        for kind in ("images", "labels")
+    }
+
+
+@pytest.fixture(scope="session")
+def small_model_input(tmp_path_factory, mnist_raw) -> ArrayBundle:
+    """A few hundred real MNIST images, saved and loaded as the pipeline does."""
+    arrays = split_train_validation(
+        {
+            **mnist_raw,
+            "test_images": mnist_raw["test_images"][:1000],
+            "test_labels": mnist_raw["test_labels"][:1000],
+        },
+        {"validation_images": 300, "max_train_images": 640, "seed": 7},
+    )
+    dataset = ArrayBundleDataset(filepath=str(tmp_path_factory.mktemp("input") / "mnist.npz"))
+    dataset.save(arrays)
+    return dataset.load()
+
+
+@pytest.fixture
+def quick_training() -> dict:
+    """``params:training`` for a one-epoch run on a few hundred images."""
+    with open(PROJECT_ROOT / "conf" / "base" / "parameters_training.yml") as f:
+        training = yaml.safe_load(f)["training"]
+    training["hyperparameters"].update(epochs=1, batch_size=64, learning_rate=0.003)
+    return training
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """A real Spark ``local-cluster``: a master and two single-core executor JVMs."""
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    with open(PROJECT_ROOT / "conf" / "base" / "spark.yml") as f:
+        settings = yaml.safe_load(f)
+    settings.update({"spark.master": "local-cluster[2,1,1024]", "spark.app.name": "mnist-tests"})
+    conf = spark_conf(settings)
+    for attempt in range(2):  # the local-cluster occasionally fails to start: retry once
+        builder = SparkSession.builder
+        for key, value in conf.items():
+            builder = builder.config(key, value)
+        try:
+            session = builder.getOrCreate()
+            session.sparkContext.parallelize(range(2), 2).count()  # executors are up
+            break
+        except Exception:
+            if attempt:
+                raise
+            SparkSession.getActiveSession() and SparkSession.getActiveSession().stop()
+            time.sleep(2)
+    yield session
+    session.stop()

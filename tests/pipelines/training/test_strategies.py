@@ -1,0 +1,73 @@
+"""Each strategy trains a real model on real MNIST images, on a real Spark local-cluster."""
+
+import os
+
+import numpy as np
+import pytest
+
+from mnist_mlops.pipelines.training.nodes import (
+    train_custom,
+    train_distributed,
+    train_local,
+    train_single_node,
+)
+from mnist_mlops.pipelines.training.result import SkippedStrategy, TrainingResult
+from mnist_mlops.pipelines.training.spark_runner import (
+    DistributedTrainingError,
+    run_with_runner,
+)
+
+
+def _assert_predicts(result, bundle):
+    assert isinstance(result, TrainingResult)
+    arrays = bundle.load()
+    probabilities = result.model.predict(arrays["test_images"][:50].astype(np.float32), verbose=0)
+    assert probabilities.shape == (50, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-4)
+    # One epoch on 640 images: far better than chance (10%).
+    assert result.metrics["test_accuracy"] > 0.4
+    assert result.metrics["images_per_s"] > 0 and result.metrics["startup_s"] > 0
+    assert len(result.history["val_accuracy"]) == 1
+
+
+def test_single_node(small_model_input, quick_training):
+    result = train_single_node(small_model_input, quick_training)
+    _assert_predicts(result, small_model_input)
+    assert result.worker_pids == [os.getpid()]
+
+
+def test_local_mode_runs_in_the_driver(spark, small_model_input, quick_training):
+    result = train_local(small_model_input, quick_training)
+    _assert_predicts(result, small_model_input)
+    assert result.worker_pids == [os.getpid()]
+
+
+@pytest.mark.parametrize("train", [train_distributed, train_custom])
+def test_two_executor_processes_train(spark, small_model_input, quick_training, train):
+    result = train(small_model_input, quick_training)
+    _assert_predicts(result, small_model_input)
+    assert result.params["workers"] == 2
+    pids = result.worker_pids
+    assert len(set(pids)) == 2 and os.getpid() not in pids, pids
+
+
+def test_unselected_strategy_is_skipped(small_model_input, quick_training):
+    quick_training["strategies"] = "single_node+local"
+    assert train_distributed(small_model_input, quick_training) == SkippedStrategy("distributed")
+
+
+def test_unknown_strategy_is_refused(small_model_input, quick_training):
+    quick_training["strategies"] = "single_node+gpu_magic"
+    with pytest.raises(ValueError, match="unknown: \\['gpu_magic'\\]"):
+        train_single_node(small_model_input, quick_training)
+
+
+def _failing_worker():
+    raise ValueError("shard 3 is unreadable")
+
+
+def test_a_failing_worker_surfaces_its_own_error(spark):
+    with pytest.raises(DistributedTrainingError, match="ValueError: shard 3 is unreadable"):
+        run_with_runner(
+            _failing_worker, num_slots=2, local_mode=False, use_gpu=False, custom_strategy=True
+        )

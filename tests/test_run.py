@@ -1,0 +1,67 @@
+"""A whole ``kedro run`` through a KedroSession, with tiny parameters, into a temporary store."""
+
+import json
+
+import pandas as pd
+import pytest
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+import mlflow
+from tests.conftest import PROJECT_ROOT, RAW_MNIST
+
+
+@pytest.fixture
+def project_dir(tmp_path, monkeypatch):
+    """A scratch project directory: raw data linked in, every output and store written here."""
+    (tmp_path / "data" / "01_raw").mkdir(parents=True)
+    (tmp_path / "data" / "01_raw" / "mnist").symlink_to(RAW_MNIST)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AZURE_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/sandbox.db")
+    monkeypatch.setenv("AZURE_MLFLOW_ARTIFACT_LOCATION", str(tmp_path / "artifacts"))
+    return tmp_path
+
+
+def test_kedro_run_trains_compares_and_tracks_every_strategy(project_dir, spark):
+    bootstrap_project(PROJECT_ROOT)
+    runtime_params = {
+        "data_prep": {"max_train_images": 640, "validation_images": 300},
+        "training": {
+            "strategies": "single_node+local+distributed+custom",
+            "hyperparameters": {"epochs": 1, "batch_size": 64, "learning_rate": 0.003},
+        },
+    }
+    with KedroSession.create(
+        project_path=project_dir,
+        conf_source=str(PROJECT_ROOT / "conf"),
+        runtime_params=runtime_params,
+    ) as session:
+        session.run()
+
+    comparison = pd.read_csv(project_dir / "data/08_reporting/strategy_comparison.csv")
+    assert sorted(comparison["strategy"]) == ["custom", "distributed", "local", "single_node"]
+    assert (comparison["test_accuracy"] > 0.4).all()
+    assert comparison.set_index("strategy").loc["single_node", "speedup_vs_single_node"] == 1
+    assert (project_dir / "data/08_reporting/strategy_comparison.png").stat().st_size > 10_000
+    champion = json.loads((project_dir / "data/06_models/champion.json").read_text())
+    assert champion["strategy"] in set(comparison["strategy"])
+    assert (project_dir / "data/06_models/champion.keras").exists()
+    report = json.loads((project_dir / "data/08_reporting/data_report.json").read_text())
+    assert report["splits"]["train"]["images"] == 640
+
+    mlflow.set_tracking_uri(f"sqlite:///{project_dir}/sandbox.db")
+    runs = mlflow.search_runs(experiment_names=["mnist-mlops"], output_format="list")
+    by_name = {run.info.run_name: run for run in runs}
+    assert {"single_node", "local", "distributed", "custom"} <= by_name.keys()
+    parent = next(run for run in runs if run.info.run_name == "__default__")
+    client = mlflow.MlflowClient()
+    for strategy in ("single_node", "distributed"):
+        run = by_name[strategy]
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.params["strategy"] == strategy
+        assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 1
+        assert run.data.metrics["images_per_s"] > 0
+        assert mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model") is not None
+    assert champion["run_id"] == by_name[champion["strategy"]].info.run_id
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"strategy_comparison.csv", "strategy_comparison.png", "champion.json"} <= artifacts

@@ -2,10 +2,12 @@
 
 from omegaconf.resolvers import oc
 
+from mnist_mlops.config_loader import LocalSecretsConfigLoader
 from mnist_mlops.hooks import SparkHooks
 
 HOOKS = (SparkHooks(),)
 
+CONFIG_LOADER_CLASS = LocalSecretsConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
@@ -13,8 +15,6 @@ CONFIG_LOADER_ARGS = {
     "custom_resolvers": {"oc.env": oc.env},
     "config_patterns": {
         "spark": ["spark*", "spark*/**"],
-        # conf/local holds personal secrets; read it whichever environment runs (--env azure too).
-        "credentials": ["credentials*", "credentials*/**", "../local/credentials*"],
     },
     # An environment's mlflow.yml and spark.yml only say what differs from base.
     "merge_strategy": {"mlflow": "soft", "spark": "soft", "parameters": "soft"},

@@ -1,0 +1,50 @@
+"""Each workspace is a configuration: environment variables and conf/local, with local defaults."""
+
+import shutil
+
+import pytest
+
+from mnist_mlops.settings import CONFIG_LOADER_ARGS, CONFIG_LOADER_CLASS
+from tests.conftest import PROJECT_ROOT
+
+
+@pytest.fixture
+def conf(tmp_path):
+    target = tmp_path / "conf"
+    shutil.copytree(PROJECT_ROOT / "conf", target, ignore=shutil.ignore_patterns("credentials.yml"))
+    shutil.copy(PROJECT_ROOT / "conf" / "base" / "credentials.yml", target / "base")
+    return target
+
+
+def _load(conf, env, key):
+    return CONFIG_LOADER_CLASS(str(conf), env=env, **CONFIG_LOADER_ARGS)[key]
+
+
+@pytest.mark.parametrize("env", ["local", "azure", "gcp"])
+def test_defaults_are_local(conf, env, monkeypatch):
+    monkeypatch.delenv("SPARK_MASTER", raising=False)
+    monkeypatch.delenv("AZURE_MLFLOW_USERNAME", raising=False)
+    assert _load(conf, env, "spark")["spark.master"] == "local[*]"
+    assert _load(conf, env, "credentials")["sandbox_mlflow"]["MLFLOW_TRACKING_USERNAME"] == ""
+
+
+def test_environment_variables_reach_every_file(conf, monkeypatch):
+    monkeypatch.setenv("SPARK_MASTER", "spark://10.0.0.5:7077")
+    monkeypatch.setenv("GCP_MLFLOW_PASSWORD", "s3cret")
+    assert _load(conf, "azure", "spark")["spark.master"] == "spark://10.0.0.5:7077"
+    creds = _load(conf, "gcp", "credentials")["production_mlflow"]
+    assert creds["MLFLOW_TRACKING_PASSWORD"] == "s3cret"
+
+
+@pytest.mark.parametrize("env", ["azure", "gcp"])
+def test_conf_local_secrets_apply_to_every_environment(conf, env):
+    (conf / "local" / "credentials.yml").write_text(
+        "sandbox_mlflow:\n  MLFLOW_TRACKING_USERNAME: alice\n  MLFLOW_TRACKING_PASSWORD: pw\n"
+    )
+    assert _load(conf, env, "credentials")["sandbox_mlflow"]["MLFLOW_TRACKING_USERNAME"] == "alice"
+
+
+def test_environment_spark_settings_extend_base(conf):
+    spark = _load(conf, "azure", "spark")
+    assert spark["spark.app.name"] == "mnist-mlops-sandbox"
+    assert spark["spark.task.maxFailures"] == 1  # from base: soft merge

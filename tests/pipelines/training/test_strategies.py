@@ -62,12 +62,33 @@ def test_unknown_strategy_is_refused(small_model_input, quick_training):
         train_single_node(small_model_input, quick_training)
 
 
-def _failing_worker():
-    raise ValueError("shard 3 is unreadable")
-
-
 def test_a_failing_worker_surfaces_its_own_error(spark):
-    with pytest.raises(DistributedTrainingError, match="ValueError: shard 3 is unreadable"):
+    # A lambda travels by value, so the worker runs it and it raises there.
+    with pytest.raises(
+        DistributedTrainingError, match=r"worker \(pid \d+ on .*ValueError: .*shard 3"
+    ):
         run_with_runner(
-            _failing_worker, num_slots=2, local_mode=False, use_gpu=False, custom_strategy=True
+            lambda: int("shard 3"),
+            num_slots=2,
+            local_mode=False,
+            use_gpu=False,
+            custom_strategy=True,
+        )
+
+
+def _defined_in_the_tests_package():
+    return 1
+
+
+def test_a_worker_failing_before_training_names_the_python_error(spark):
+    # Workers cannot import the tests package: unpickling the function fails in the worker.
+    with pytest.raises(
+        DistributedTrainingError, match="ModuleNotFoundError: No module named 'tests"
+    ):
+        run_with_runner(
+            _defined_in_the_tests_package,
+            num_slots=2,
+            local_mode=False,
+            use_gpu=False,
+            custom_strategy=True,
         )

@@ -54,6 +54,12 @@ def fit_model(
     if communication is None:
         strategy = tf.distribute.get_strategy()
     else:
+        # Spark reuses Python workers: one that ran an earlier training job still has that
+        # job's collective context, and a second strategy would wait on it forever. The runner
+        # resets it the same way before its own strategy.
+        from tensorflow.python.eager import context
+
+        context._reset_context()
         options = tf.distribute.experimental.CommunicationOptions(
             implementation=getattr(
                 tf.distribute.experimental.CommunicationImplementation, communication.upper()

@@ -11,6 +11,8 @@ from typing import Any
 
 _BEGIN, _END = "<<mnist-worker-error>>", "<</mnist-worker-error>>"
 _WORKER_ERROR = re.compile(re.escape(_BEGIN) + r"(.*?)" + re.escape(_END), re.DOTALL)
+_PYTHON_ERROR = re.compile(r"^(\w+(?:Error|Exception|Interrupt): .*)$", re.MULTILINE)
+_SPARK_REASON = re.compile(r"Job aborted due to stage failure: (.*)$", re.MULTILINE)
 
 
 class DistributedTrainingError(RuntimeError):
@@ -63,5 +65,9 @@ def run_with_runner(
         found = _WORKER_ERROR.search(str(exc))
         if found:
             raise DistributedTrainingError(found.group(1).strip()) from None
-        first_line = next((line for line in str(exc).splitlines() if line.strip()), repr(exc))
-        raise DistributedTrainingError(f"Spark training job failed: {first_line}") from exc
+        # The worker failed outside the training function (e.g. unpickling it): quote the last
+        # Python exception of its traceback, else Spark's reason for aborting the job.
+        python_errors = _PYTHON_ERROR.findall(str(exc))
+        reasons = _SPARK_REASON.findall(str(exc))
+        reason = (python_errors or reasons or [str(exc).splitlines()[0]])[-1].strip()
+        raise DistributedTrainingError(f"Spark training job failed: {reason}") from exc

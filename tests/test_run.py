@@ -2,12 +2,12 @@
 
 import json
 
+import mlflow
 import pandas as pd
 import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-import mlflow
 from tests.conftest import PROJECT_ROOT, RAW_MNIST
 
 
@@ -30,6 +30,7 @@ def test_kedro_run_trains_compares_and_tracks_every_strategy(project_dir, spark)
             "strategies": "single_node+local+distributed+custom",
             "hyperparameters": {"epochs": 1, "batch_size": 64, "learning_rate": 0.003},
         },
+        "registration": {"min_test_accuracy": 0.3},
     }
     with KedroSession.create(
         project_path=project_dir,
@@ -65,3 +66,11 @@ def test_kedro_run_trains_compares_and_tracks_every_strategy(project_dir, spark)
     assert champion["run_id"] == by_name[champion["strategy"]].info.run_id
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"strategy_comparison.csv", "strategy_comparison.png", "champion.json"} <= artifacts
+
+    # Registration: the embedded default's two local stores stand for the two workspaces.
+    sandbox_version = client.get_model_version("mnist-cnn", "1")
+    assert sandbox_version.tags["mnist.strategy"] == champion["strategy"]
+    production = mlflow.MlflowClient(f"sqlite:///{project_dir}/mlruns/production.db")
+    pushed = production.get_model_version("mnist-cnn", "1")
+    assert pushed.tags["mnist.lineage"].endswith("#mnist-cnn/1")
+    assert (project_dir / "mlruns" / "production-artifacts").is_dir()

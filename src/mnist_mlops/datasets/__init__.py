@@ -2,6 +2,19 @@
 
 from mnist_mlops.datasets.array_bundle_dataset import ArrayBundle, ArrayBundleDataset
 from mnist_mlops.datasets.idx_dataset import IDXDataset
+from mnist_mlops.datasets.mlflow_workspace_dataset import (
+    MlflowWorkspaceDataset,
+    Workspace,
+    WorkspaceError,
+)
 from mnist_mlops.datasets.strategy_run_dataset import StrategyRunDataset
 
-__all__ = ["ArrayBundle", "ArrayBundleDataset", "IDXDataset", "StrategyRunDataset"]
+__all__ = [
+    "ArrayBundle",
+    "ArrayBundleDataset",
+    "IDXDataset",
+    "MlflowWorkspaceDataset",
+    "StrategyRunDataset",
+    "Workspace",
+    "WorkspaceError",
+]

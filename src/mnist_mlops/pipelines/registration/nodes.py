@@ -1,0 +1,211 @@
+"""Nodes of the registration pipeline: gate, sandbox registration, push to production."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import tempfile
+import time
+from typing import Any
+
+import mlflow
+import numpy as np
+
+from mnist_mlops.datasets import ArrayBundle, Workspace
+from mnist_mlops.pipelines.registration.registry import (
+    LINEAGE_TAG,
+    TEST_ACCURACY_TAG,
+    ensure_registered_model,
+    version_with_alias,
+    wait_until_ready,
+)
+from mnist_mlops.serving.pyfunc import log_servable_model
+
+logger = logging.getLogger(__name__)
+
+
+class GateError(RuntimeError):
+    """The candidate failed a registration check: nothing was registered."""
+
+
+def log_candidate(champion_model: Any, champion: dict[str, Any]) -> dict[str, Any]:
+    """Log the champion as a servable pyfunc (ONNX, preprocessing included) in the active run."""
+    info = log_servable_model(champion_model, name="servable_model")
+    logger.info("Logged the %s champion as %s", champion["strategy"], info.model_uri)
+    return {
+        "model_uri": info.model_uri,
+        "model_id": info.model_id,
+        "run_id": info.run_id,
+        "strategy": champion["strategy"],
+        "strategy_run_id": champion["run_id"],
+    }
+
+
+def evaluate_candidate(
+    candidate: dict[str, Any],
+    model_input: ArrayBundle,
+    production: Workspace,
+    registration: dict[str, Any],
+) -> dict[str, Any]:
+    """Evaluate the logged candidate on the MNIST test set and apply the registration gate.
+
+    The candidate must reach ``min_test_accuracy`` and be no worse than the version holding
+    ``production`` in the production registry by more than ``max_regression``.
+
+    Raises:
+        GateError: naming each failed check and by how much.
+    """
+    arrays = model_input.load()
+    model = mlflow.pyfunc.load_model(candidate["model_uri"])
+    predicted = model.predict(arrays["test_images"].astype(np.float32))["digit"].to_numpy()
+    labels = arrays["test_labels"]
+    accuracy = float((predicted == labels).mean())
+    per_class = {
+        f"test_accuracy_digit_{digit}": float((predicted[labels == digit] == digit).mean())
+        for digit in range(10)
+    }
+    incumbent = version_with_alias(production, registration["model_name"], "production")
+    incumbent_accuracy = (
+        float(incumbent.tags[TEST_ACCURACY_TAG])
+        if incumbent is not None and TEST_ACCURACY_TAG in incumbent.tags
+        else None
+    )
+    mlflow.log_metrics({"candidate_test_accuracy": accuracy, **per_class})
+    failures = []
+    minimum = registration["min_test_accuracy"]
+    if accuracy < minimum:
+        failures.append(
+            f"test accuracy {accuracy:.4f} is below registration.min_test_accuracy {minimum:.4f} "
+            f"by {minimum - accuracy:.4f}"
+        )
+    if incumbent_accuracy is not None:
+        regression = incumbent_accuracy - accuracy
+        if regression > registration["max_regression"]:
+            failures.append(
+                f"test accuracy {accuracy:.4f} is {regression:.4f} below production version "
+                f"{incumbent.version} ({incumbent_accuracy:.4f}), more than "
+                f"registration.max_regression {registration['max_regression']}"
+            )
+    if failures:
+        raise GateError("Candidate rejected, nothing registered: " + "; ".join(failures))
+    logger.info("Gate passed: test accuracy %.4f", accuracy)
+    return {
+        "test_accuracy": accuracy,
+        "per_class": per_class,
+        "production_version": incumbent.version if incumbent else None,
+        "production_test_accuracy": incumbent_accuracy,
+    }
+
+
+def _git_commit() -> str:
+    result = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip() or "unknown"
+
+
+def register_in_sandbox(
+    candidate: dict[str, Any],
+    evaluation: dict[str, Any],
+    data_report: dict[str, Any],
+    sandbox: Workspace,
+    registration: dict[str, Any],
+) -> dict[str, Any]:
+    """Register the gated candidate in the sandbox registry, tagged with its provenance."""
+    name = registration["model_name"]
+    tags = {
+        "mnist.strategy": candidate["strategy"],
+        "mnist.source_run": candidate["run_id"],
+        "mnist.strategy_run": candidate["strategy_run_id"] or "",
+        "mnist.git_commit": _git_commit(),
+        TEST_ACCURACY_TAG: f"{evaluation['test_accuracy']:.6f}",
+        **{f"mnist.data_sha256.{k}": v for k, v in data_report["sha256"].items()},
+    }
+    with sandbox.session() as client:
+        ensure_registered_model(client, name)
+        version = client.create_model_version(
+            name,
+            source=candidate["model_uri"],
+            run_id=candidate["run_id"],
+            tags=tags,
+            model_id=candidate["model_id"],
+        )
+        wait_until_ready(client, name, version.version)
+    logger.info("Registered %s version %s in the sandbox registry", name, version.version)
+    return {"name": name, "version": version.version, "run_id": candidate["run_id"], "tags": tags}
+
+
+def push_to_production(
+    sandbox_version: dict[str, Any],
+    sandbox: Workspace,
+    production: Workspace,
+    registration: dict[str, Any],
+) -> dict[str, Any]:
+    """Copy a sandbox model version into the production workspace's registry.
+
+    Idempotent: a version already pushed (found by its lineage tag) is returned as it is. The
+    production version is created only after every artifact is uploaded, so none points at a
+    partial copy; a failed upload leaves a FAILED run and the next run pushes again.
+    """
+    name, version = sandbox_version["name"], sandbox_version["version"]
+    lineage = f"{sandbox.display_uri}#{name}/{version}"
+    with production.session() as client:
+        ensure_registered_model(client, name)
+        for existing in client.search_model_versions(f"name = '{name}'"):
+            if existing.tags.get(LINEAGE_TAG) == lineage:
+                logger.info("Sandbox %s v%s already pushed as v%s", name, version, existing.version)
+                return _pushed(existing, lineage)
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as local_dir:
+        with sandbox.session() as client:
+            source = client.get_model_version_download_uri(name, version)
+            mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=local_dir)
+        lineage_tags = {
+            LINEAGE_TAG: lineage,
+            "mnist.source_registry": sandbox.display_uri,
+            "mnist.source_model": name,
+            "mnist.source_version": str(version),
+            "mnist.source_run": sandbox_version["run_id"],
+        }
+        with production.session() as client:
+            experiment_id = _experiment_id(
+                client, production, registration["production_experiment"]
+            )
+            run = client.create_run(
+                experiment_id, run_name=f"push {name} v{version}", tags=lineage_tags
+            )
+            try:
+                client.log_artifacts(run.info.run_id, local_dir, artifact_path="model")
+            except BaseException:
+                client.set_terminated(run.info.run_id, "FAILED")
+                raise
+            pushed = client.create_model_version(
+                name,
+                source=f"{run.info.artifact_uri}/model",
+                run_id=run.info.run_id,
+                tags={**sandbox_version["tags"], **lineage_tags},
+            )
+            wait_until_ready(client, name, pushed.version)
+            client.set_terminated(run.info.run_id, "FINISHED")
+    logger.info(
+        "Pushed sandbox %s v%s to production v%s in %.1f s",
+        name,
+        version,
+        pushed.version,
+        time.perf_counter() - started,
+    )
+    return _pushed(pushed, lineage)
+
+
+def _experiment_id(client: Any, workspace: Workspace, experiment: str) -> str:
+    found = client.get_experiment_by_name(experiment)
+    if found is not None:
+        return found.experiment_id
+    return client.create_experiment(
+        experiment, artifact_location=workspace.default_artifact_location()
+    )
+
+
+def _pushed(version: Any, lineage: str) -> dict[str, Any]:
+    return {"name": version.name, "version": version.version, "lineage": lineage}

@@ -1,0 +1,48 @@
+"""The registration pipeline: gate the champion, register it, push it to production."""
+
+from kedro.pipeline import Pipeline, node, pipeline
+
+from mnist_mlops.pipelines.registration.nodes import (
+    evaluate_candidate,
+    log_candidate,
+    push_to_production,
+    register_in_sandbox,
+)
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return pipeline(
+        [
+            node(log_candidate, ["champion_model", "champion"], "candidate", name="log_candidate"),
+            node(
+                evaluate_candidate,
+                ["candidate", "model_input", "production_workspace", "params:registration"],
+                "gate_evaluation",
+                name="evaluate_candidate",
+            ),
+            node(
+                register_in_sandbox,
+                [
+                    "candidate",
+                    "gate_evaluation",
+                    "data_report",
+                    "sandbox_workspace",
+                    "params:registration",
+                ],
+                "sandbox_model_version",
+                name="register_in_sandbox",
+            ),
+            node(
+                push_to_production,
+                [
+                    "sandbox_model_version",
+                    "sandbox_workspace",
+                    "production_workspace",
+                    "params:registration",
+                ],
+                "production_model_version",
+                name="push_to_production",
+            ),
+        ],
+        tags="registration",
+    )

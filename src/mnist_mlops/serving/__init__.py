@@ -1,0 +1,1 @@
+"""The servable model: MNIST-style preprocessing and an ONNX Runtime pyfunc."""

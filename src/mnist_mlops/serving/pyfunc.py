@@ -1,0 +1,114 @@
+"""The servable model: the CNN run by ONNX Runtime behind an MLflow pyfunc."""
+
+from __future__ import annotations
+
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from mnist_mlops.serving import preprocessing
+from mnist_mlops.serving.preprocessing import InvalidInput, pixels_from_array, pixels_from_image
+
+ONNX_ARTIFACT = "onnx_model"
+_REQUIREMENTS = ("mlflow", "cloudpickle", "numpy", "pandas", "pillow", "onnxruntime")
+
+
+def to_pixels(model_input: Any) -> np.ndarray:
+    """Pixels (N, 28, 28) of whatever MLflow hands the model.
+
+    A DataFrame with an ``image`` column (``dataframe_records`` of base64 photos) is made
+    MNIST-like; anything else (``inputs``, ``instances``, arrays) must already be 0-255 pixels.
+    """
+    if isinstance(model_input, pd.DataFrame):
+        if "image" in model_input.columns:
+            if model_input.empty:
+                raise InvalidInput("the batch is empty")
+            return np.stack([pixels_from_image(image) for image in model_input["image"]])
+        return pixels_from_array(model_input.to_numpy())
+    if isinstance(model_input, dict):
+        if len(model_input) != 1:
+            raise InvalidInput(f"expected one input tensor, got {sorted(model_input)}")
+        model_input = next(iter(model_input.values()))
+    return pixels_from_array(model_input)
+
+
+class MnistDigitModel(mlflow.pyfunc.PythonModel):
+    """Predicts the digit and the ten probabilities of each image, without TensorFlow."""
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        self.load(context.artifacts[ONNX_ARTIFACT])
+
+    def load(self, onnx_path: str) -> None:
+        import onnxruntime
+
+        self._session = onnxruntime.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+        self._input_name = self._session.get_inputs()[0].name
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """Softmax outputs (N, 10) for validated pixels (N, 28, 28)."""
+        return self._session.run(None, {self._input_name: pixels.astype(np.float32)})[0]
+
+    def predict(self, context: Any, model_input: Any, params: dict | None = None) -> pd.DataFrame:
+        probabilities = self.probabilities(to_pixels(model_input))
+        return pd.DataFrame(
+            {
+                "digit": probabilities.argmax(axis=1).astype(np.int64),
+                "probabilities": [row.astype(float).tolist() for row in probabilities],
+            }
+        )
+
+
+def _example_digit() -> np.ndarray:
+    """A drawn "1": a real-looking input example that needs no dataset."""
+    example = np.zeros((1, 28, 28), dtype=np.float32)
+    example[0, 5:23, 13:16] = 255.0
+    return example
+
+
+def log_servable_model(
+    keras_model: Any, *, name: str = "model", registered_model_name: str | None = None
+) -> mlflow.models.model.ModelInfo:
+    """Log the CNN as an ONNX-backed pyfunc in the active MLflow run.
+
+    The model class and the preprocessing are pickled by value, so the logged model loads and
+    predicts with nothing of this project installed; its requirements are pinned to this
+    environment. The signature declares the outputs only: inputs are either pixel arrays or
+    photos (``dataframe_records`` with an ``image`` column), which one tensor schema cannot say.
+    """
+    import cloudpickle
+    import tensorflow as tf
+    import tf2onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = str(Path(tmp) / "mnist_cnn.onnx")
+        tf2onnx.convert.from_keras(
+            keras_model,
+            input_signature=(tf.TensorSpec((None, 28, 28), tf.float32, name="image"),),
+            opset=17,
+            output_path=onnx_path,
+        )
+        model = MnistDigitModel()
+        model.load(onnx_path)
+        example = _example_digit()
+        signature = mlflow.models.infer_signature(example, model.predict(None, example))
+        modules = [preprocessing, __import__(__name__, fromlist=["_"])]
+        for module in modules:
+            cloudpickle.register_pickle_by_value(module)
+        try:
+            return mlflow.pyfunc.log_model(
+                name=name,
+                python_model=MnistDigitModel(),
+                artifacts={ONNX_ARTIFACT: onnx_path},
+                signature=mlflow.models.ModelSignature(outputs=signature.outputs),
+                input_example=example,
+                pip_requirements=[f"{package}=={version(package)}" for package in _REQUIREMENTS],
+                registered_model_name=registered_model_name,
+            )
+        finally:
+            for module in modules:
+                cloudpickle.unregister_pickle_by_value(module)

@@ -32,10 +32,9 @@ class StrategyRunDataset(AbstractDataset[TrainingResult | SkippedStrategy, Any])
         if isinstance(data, SkippedStrategy):
             self._result = data
             return
+        import mlflow
         import mlflow.tensorflow
         from mlflow.entities import Metric
-
-        import mlflow
 
         nested = mlflow.active_run() is not None
         with mlflow.start_run(run_name=data.strategy, nested=nested) as run:

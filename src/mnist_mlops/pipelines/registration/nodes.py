@@ -157,10 +157,12 @@ def push_to_production(
                 return _pushed(existing, lineage)
 
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as local_dir:
+    with tempfile.TemporaryDirectory() as download_dir:
         with sandbox.session() as client:
             source = client.get_model_version_download_uri(name, version)
-            mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=local_dir)
+            local_dir = mlflow.artifacts.download_artifacts(
+                artifact_uri=source, dst_path=download_dir
+            )
         lineage_tags = {
             LINEAGE_TAG: lineage,
             "mnist.source_registry": sandbox.display_uri,

@@ -1,0 +1,48 @@
+"""Project commands, available as ``kedro <command>`` inside the project."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.group(name="mnist-mlops")
+def cli() -> None:
+    """Commands of the mnist-mlops project."""
+
+
+@cli.command()
+@click.option("--env", "-e", default=None, help="Kedro environment, e.g. gcp.")
+@click.option("--host", default=None, help="Interface to listen on (serving.host).")
+@click.option("--port", type=int, default=None, help="Port to listen on (serving.port).")
+def serve(env: str | None, host: str | None, port: int | None) -> None:
+    """Serve models:/<serving.model_name>@<serving.alias> over REST.
+
+    The registry is the catalog's production_workspace; the bearer token comes from
+    MNIST_SERVING_TOKEN or credentials.yml (serving.token): when set, requests must carry it.
+    """
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    from mnist_mlops.serving.app import load_model
+    from mnist_mlops.serving.app import serve as serve_model
+
+    bootstrap_project(Path.cwd())
+    with KedroSession.create(env=env) as session:
+        context = session.load_context()
+        settings = context.params["serving"]
+        workspace = context.catalog.load("production_workspace")
+        token = context.config_loader["credentials"].get("serving", {}).get("token") or None
+    model_uri = f"models:/{settings['model_name']}@{settings['alias']}"
+    click.echo(f"Loading {model_uri} from {workspace.display_uri}")
+    with workspace.session():
+        loaded = load_model(model_uri)
+    serve_model(
+        loaded,
+        host or settings["host"],
+        port or settings["port"],
+        token=token,
+        request_log=settings["request_log"],
+        max_body_bytes=settings["max_body_bytes"],
+    )

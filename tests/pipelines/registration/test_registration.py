@@ -146,9 +146,10 @@ def test_upload_failing_half_way_leaves_no_version_and_next_run_completes(
                     "/".join(p for p in (artifact_path, parent) if p != "."),
                 )
 
-    monkeypatch.setattr(mlflow.MlflowClient, "log_artifacts", log_artifacts_one_by_one)
-    with pytest.raises(WorkspaceError, match="connection reset"):
-        push_to_production(sandbox_version, sandbox, production, registration_params)
+    with monkeypatch.context() as patch:
+        patch.setattr(mlflow.MlflowClient, "log_artifacts", log_artifacts_one_by_one)
+        with pytest.raises(WorkspaceError, match="connection reset"):
+            push_to_production(sandbox_version, sandbox, production, registration_params)
     assert uploads  # part of the model did reach the server
     assert {v.version for v in _production_versions(servers)} == before
     with production.session() as client:
@@ -156,7 +157,6 @@ def test_upload_failing_half_way_leaves_no_version_and_next_run_completes(
         failed = client.search_runs([experiment.experiment_id], "attributes.status = 'FAILED'")
     assert failed
 
-    monkeypatch.undo()
     pushed = push_to_production(sandbox_version, sandbox, production, registration_params)
     assert pushed["version"] not in before
 

@@ -1,4 +1,4 @@
-"""Draw the handwritten-looking digit photos under data/01_raw/photos/ (run once, committed).
+"""Draw the digit photos of data/01_raw/photos/images/ (run once; the images are committed).
 
 Each digit is a few pen strokes (polylines on a unit square) drawn with a jittered hand, a pen
 width and slant of its own, on paper or a board, then made photo-like: uneven lighting, blur,
@@ -77,7 +77,7 @@ def draw(digit: int, size: int, dark_on_light: bool, photo: bool, seed: int) -> 
 
 
 def main() -> None:
-    folder = Path(__file__).resolve().parents[1] / "data" / "01_raw" / "photos"
+    folder = Path(__file__).resolve().parents[1] / "data" / "01_raw" / "photos" / "images"
     folder.mkdir(parents=True, exist_ok=True)
     for digit, size, dark_on_light, photo, seed in PHOTOS:
         background = "dark_on_light" if dark_on_light else "light_on_dark"

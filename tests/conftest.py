@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,10 @@ os.environ["KEDRO_DISABLE_TELEMETRY"] = "true"
 os.environ["DO_NOT_TRACK"] = "1"
 
 import mnist_mlops
-from mnist_mlops.datasets import ArrayBundle, ArrayBundleDataset, IDXDataset
+from mnist_mlops.datasets import ArrayBundle, ArrayBundleDataset, IDXDataset, Workspace
 from mnist_mlops.hooks import spark_conf
 from mnist_mlops.pipelines.data_prep.nodes import split_train_validation
+from tests.mlflow_servers import MlflowServer
 
 PROJECT_ROOT = Path(mnist_mlops.__file__).resolve().parents[2]
 RAW_MNIST = PROJECT_ROOT / "data" / "01_raw" / "mnist"
@@ -113,4 +115,22 @@ def decent_model(mnist_raw, tmp_path_factory):
     return model
 
 
-PHOTOS = sorted((PROJECT_ROOT / "data" / "01_raw" / "photos").glob("[0-9]_*"))
+PHOTOS = sorted((PROJECT_ROOT / "data" / "01_raw" / "photos" / "images").glob("[0-9]_*"))
+
+
+# Two real basic-auth MLflow servers standing in for the sandbox and production workspaces.
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory):
+    root = tmp_path_factory.mktemp("workspaces")
+    sandbox = MlflowServer(root / "sandbox", password="sandbox-Pa55word-1")
+    production = MlflowServer(root / "production", password="production-Pa55word-2")
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(MlflowServer.start, [sandbox, production]))
+    yield {"sandbox": sandbox, "production": production}
+    sandbox.stop()
+    production.stop()
+
+
+def workspace(server: MlflowServer, name: str, **changes) -> Workspace:
+    credentials = {**server.credentials, **changes.pop("credentials", {})}
+    return Workspace(name=name, tracking_uri=server.uri, credentials=credentials, **changes)

@@ -1,31 +1,10 @@
-"""Two real basic-auth MLflow servers standing in for the sandbox and production workspaces."""
-
-from concurrent.futures import ThreadPoolExecutor
+"""Fixtures of the registration tests: a tiny model and permissive gate parameters."""
 
 import numpy as np
 import pytest
 
-from mnist_mlops.datasets import Workspace
 from mnist_mlops.pipelines.training.fit import fit_model
 from mnist_mlops.pipelines.training.model import build_model
-from tests.mlflow_servers import MlflowServer
-
-
-@pytest.fixture(scope="session")
-def servers(tmp_path_factory):
-    root = tmp_path_factory.mktemp("workspaces")
-    sandbox = MlflowServer(root / "sandbox", password="sandbox-Pa55word-1")
-    production = MlflowServer(root / "production", password="production-Pa55word-2")
-    with ThreadPoolExecutor(2) as pool:
-        list(pool.map(MlflowServer.start, [sandbox, production]))
-    yield {"sandbox": sandbox, "production": production}
-    sandbox.stop()
-    production.stop()
-
-
-def workspace(server: MlflowServer, name: str, **changes) -> Workspace:
-    credentials = {**server.credentials, **changes.pop("credentials", {})}
-    return Workspace(name=name, tracking_uri=server.uri, credentials=credentials, **changes)
 
 
 @pytest.fixture(scope="session")

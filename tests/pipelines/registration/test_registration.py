@@ -15,7 +15,7 @@ from mnist_mlops.pipelines.registration.nodes import (
     register_in_sandbox,
 )
 from mnist_mlops.pipelines.registration.registry import LINEAGE_TAG
-from tests.pipelines.registration.conftest import workspace
+from tests.conftest import workspace
 
 DATA_REPORT = {"sha256": {"test_images": "ab" * 32}}
 

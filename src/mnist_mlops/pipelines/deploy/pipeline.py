@@ -1,0 +1,61 @@
+"""The deploy pipeline: validate, describe, stage, infra-validate and promote a pushed model."""
+
+from kedro.pipeline import Pipeline, node, pipeline
+
+from mnist_mlops.pipelines.deploy.nodes import (
+    infra_validate,
+    promote,
+    select_version,
+    stage_version,
+    validate_version,
+)
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return pipeline(
+        [
+            node(
+                select_version,
+                ["production_workspace", "params:deployment"],
+                "deploy_candidate",
+                name="select_version",
+            ),
+            node(
+                validate_version,
+                [
+                    "deploy_candidate",
+                    "model_input",
+                    "digit_photos",
+                    "production_workspace",
+                    "params:deployment",
+                ],
+                "deploy_validation",
+                name="validate_version",
+            ),
+            node(
+                stage_version,
+                ["deploy_candidate", "deploy_validation", "production_workspace"],
+                "staged_version",
+                name="stage_version",
+            ),
+            node(
+                infra_validate,
+                [
+                    "staged_version",
+                    "model_input",
+                    "digit_photos",
+                    "production_workspace",
+                    "params:deployment",
+                ],
+                "infra_validation",
+                name="infra_validate",
+            ),
+            node(
+                promote,
+                ["staged_version", "infra_validation", "production_workspace"],
+                "deployment_report",
+                name="promote",
+            ),
+        ],
+        tags="deploy",
+    )

@@ -1,0 +1,118 @@
+"""Run the scoring server in a subprocess: start, wait until ready, read its log, stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerNotReady(RuntimeError):
+    """The server exited or did not answer in time; the message ends with its last log lines."""
+
+
+class ScoringProcess:
+    """``python -m mnist_mlops.serving.app`` (or any server command) as a managed subprocess.
+
+    Use as a context manager: entering starts it and waits for ``/ping``; leaving stops it.
+    """
+
+    def __init__(
+        self,
+        command: list[str],
+        *,
+        port: int,
+        env: dict[str, str] | None = None,
+        token: str | None = None,
+        ready_timeout_s: float = 120,
+    ) -> None:
+        self.command, self.port, self.token = command, port, token
+        self.env = {
+            **os.environ,
+            **(env or {}),
+            # `mlflow models serve --env-manager local` needs this venv's executables.
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        self.ready_timeout_s = ready_timeout_s
+        self.log_path = Path(tempfile.mkstemp(prefix="scoring-server-", suffix=".log")[1])
+        self.process: subprocess.Popen | None = None
+        self.ready_after_s = float("nan")
+
+    @classmethod
+    def for_model(cls, model_uri: str, **kwargs) -> ScoringProcess:
+        port = free_port()
+        command = [sys.executable, "-m", "mnist_mlops.serving.app", "--model-uri", model_uri]
+        command += ["--host", "127.0.0.1", "--port", str(port)]
+        return cls(command, port=port, **kwargs)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_tail(self, lines: int = 15) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def start(self) -> None:
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                self.command,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        started = time.monotonic()
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        while time.monotonic() - started < self.ready_timeout_s:
+            if self.process.poll() is not None:
+                raise ServerNotReady(
+                    f"the scoring server exited with code {self.process.returncode}; "
+                    f"its last log lines:\n{self.log_tail()}"
+                )
+            try:
+                request = urllib.request.Request(f"{self.url}/ping", headers=headers)
+                with urllib.request.urlopen(request, timeout=2):
+                    self.ready_after_s = time.monotonic() - started
+                    return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise ServerNotReady(
+            f"the scoring server was not ready within {self.ready_timeout_s} s; "
+            f"its last log lines:\n{self.log_tail()}"
+        )
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def __enter__(self) -> ScoringProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()

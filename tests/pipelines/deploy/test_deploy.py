@@ -1,0 +1,132 @@
+"""The deploy pipeline against a real basic-auth production server holding pushed versions."""
+
+import json
+
+import mlflow
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+from kedro_datasets.partitions import PartitionedDataset
+
+from mnist_mlops.pipelines.deploy import create_pipeline
+from mnist_mlops.pipelines.deploy.nodes import DeploymentError
+from mnist_mlops.pipelines.registration.nodes import push_to_production, register_in_sandbox
+from mnist_mlops.serving.pyfunc import log_servable_model
+from tests.conftest import PHOTOS, workspace
+
+PARAMS = {
+    "model_name": "mnist-cnn",
+    "version": None,
+    "rollback": False,
+    "min_test_accuracy": 0.95,
+    "min_photo_accuracy": 0.8,
+    "server_ready_timeout_s": 120,
+    "infra_requests": 3,
+}
+
+
+@pytest.fixture
+def push(servers, decent_model, monkeypatch):
+    """Push a new version of the decent model from the sandbox server to the production one."""
+
+    def pushed_version() -> str:
+        for key, value in servers["sandbox"].credentials.items():
+            monkeypatch.setenv(key, value)
+        mlflow.set_tracking_uri(servers["sandbox"].uri)
+        mlflow.set_experiment("deploy-tests")
+        with mlflow.start_run() as run:
+            info = log_servable_model(decent_model)
+        mlflow.set_tracking_uri(None)
+        candidate = {
+            "model_uri": info.model_uri,
+            "model_id": info.model_id,
+            "run_id": run.info.run_id,
+            "strategy": "single_node",
+            "strategy_run_id": None,
+        }
+        registration = {"model_name": "mnist-cnn", "production_experiment": "pushed-models"}
+        sandbox = workspace(servers["sandbox"], "sandbox")
+        sandbox_version = register_in_sandbox(
+            candidate, {"test_accuracy": 0.985}, {"sha256": {}}, sandbox, registration
+        )
+        production = workspace(servers["production"], "production")
+        return push_to_production(sandbox_version, sandbox, production, registration)["version"]
+
+    return pushed_version
+
+
+def deploy(servers, small_model_input, **params):
+    catalog = DataCatalog(
+        {
+            "production_workspace": MemoryDataset(workspace(servers["production"], "production")),
+            "model_input": MemoryDataset(small_model_input, copy_mode="assign"),
+            "digit_photos": PartitionedDataset(
+                path=str(PHOTOS[0].parent), dataset="pillow.ImageDataset"
+            ),
+            "params:deployment": MemoryDataset({**PARAMS, **params}),
+            "deployment_report": MemoryDataset(),
+        }
+    )
+    SequentialRunner().run(create_pipeline(), catalog)
+    return catalog.load("deployment_report")
+
+
+def aliases(servers):
+    with workspace(servers["production"], "production").session() as client:
+        return client.get_registered_model("mnist-cnn").aliases
+
+
+def test_deploy_validates_describes_stages_infra_validates_and_promotes(
+    servers, small_model_input, push
+):
+    before = aliases(servers).get("production")
+    version = push()
+    report = deploy(servers, small_model_input)
+
+    assert report["production"] == version and report["previous_production"] == before
+    assert report["photo_accuracy"] >= 0.8 and report["latency_p50_ms"] > 0
+    assert aliases(servers)["production"] == version
+    assert aliases(servers)["staging"] == version
+    if before:
+        assert aliases(servers)["previous-production"] == before
+    with workspace(servers["production"], "production").session() as client:
+        model_version = client.get_model_version("mnist-cnn", version)
+        assert "Validated" in model_version.description
+        assert "Pa55word" not in model_version.description
+        assert model_version.tags["mnist.deploy_status"] == "production"
+        assert "rollback" in client.get_registered_model("mnist-cnn").description
+    json.dumps(report)  # the report is plain JSON for the catalog
+
+
+def test_failing_validation_leaves_production_unchanged(servers, small_model_input, push):
+    deploy_first = push()
+    deploy(servers, small_model_input, version=deploy_first)
+    version = push()
+    with pytest.raises(DeploymentError, match=r"below deployment\.min_test_accuracy 0\.9999"):
+        deploy(servers, small_model_input, min_test_accuracy=0.9999)
+    assert aliases(servers)["production"] == deploy_first
+    with workspace(servers["production"], "production").session() as client:
+        status = client.get_model_version("mnist-cnn", version).tags["mnist.deploy_status"]
+    assert status.startswith("rejected: test accuracy")
+
+
+def test_failing_infra_validation_leaves_production_unchanged(servers, small_model_input, push):
+    current = aliases(servers).get("production")
+    version = push()
+    with pytest.raises(DeploymentError, match=r"not ready within 0\.01 s; its last log lines"):
+        deploy(servers, small_model_input, server_ready_timeout_s=0.01)
+    assert aliases(servers).get("production") == current
+    assert aliases(servers).get("production") != version
+
+
+def test_rollback_moves_production_back(servers, small_model_input, push):
+    first = push()
+    deploy(servers, small_model_input, version=first)
+    second = push()
+    deploy(servers, small_model_input, version=second)
+    assert aliases(servers)["previous-production"] == first
+
+    report = deploy(servers, small_model_input, rollback=True)
+    assert report == {"name": "mnist-cnn", "production": first, "rollback": True}
+    assert aliases(servers)["production"] == first
+    assert aliases(servers)["previous-production"] == second

@@ -16,6 +16,7 @@ from tests.conftest import PHOTOS, workspace
 
 PARAMS = {
     "model_name": "mnist-cnn",
+    "enabled": True,
     "version": None,
     "rollback": False,
     "min_test_accuracy": 0.95,
@@ -59,7 +60,8 @@ def deploy(servers, small_model_input, **params):
     catalog = DataCatalog(
         {
             "production_workspace": MemoryDataset(workspace(servers["production"], "production")),
-            "model_input": MemoryDataset(small_model_input, copy_mode="assign"),
+            "mnist_test_images": MemoryDataset(small_model_input.load()["test_images"]),
+            "mnist_test_labels": MemoryDataset(small_model_input.load()["test_labels"]),
             "digit_photos": PartitionedDataset(
                 path=str(PHOTOS[0].parent), dataset="pillow.ImageDataset"
             ),
@@ -127,6 +129,15 @@ def test_rollback_moves_production_back(servers, small_model_input, push):
     assert aliases(servers)["previous-production"] == first
 
     report = deploy(servers, small_model_input, rollback=True)
-    assert report == {"name": "mnist-cnn", "production": first, "rollback": True}
+    assert report == {"name": "mnist-cnn", "action": "rollback", "version": first}
     assert aliases(servers)["production"] == first
     assert aliases(servers)["previous-production"] == second
+
+
+def test_disabled_deployment_changes_nothing(servers, small_model_input):
+    before = aliases(servers)
+    assert deploy(servers, small_model_input, enabled=False) == {
+        "name": "mnist-cnn",
+        "action": "skip",
+    }
+    assert aliases(servers) == before

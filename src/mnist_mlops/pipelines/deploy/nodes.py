@@ -19,7 +19,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from mnist_mlops.datasets import ArrayBundle, Workspace
+from mnist_mlops.datasets import Workspace
 from mnist_mlops.pipelines.registration.registry import LINEAGE_TAG, version_with_alias
 from mnist_mlops.serving.process import ScoringProcess
 
@@ -45,10 +45,14 @@ def _photo_records(photos: dict[str, Callable[[], Any]]) -> tuple[list[dict[str,
 def select_version(production: Workspace, deployment: dict[str, Any]) -> dict[str, Any]:
     """Pick ``deployment.version``, or the newest pushed version not yet deployed.
 
-    With ``deployment.rollback`` true, move ``production`` back to ``previous-production``
-    instead and tell the next nodes to stand aside.
+    The result's ``action`` tells the next nodes what to do: ``deploy`` it; ``rollback`` (with
+    ``deployment.rollback`` true ``production`` was moved back to ``previous-production``) or
+    ``skip`` (``deployment.enabled`` false, as in the sandbox environment): they stand aside.
     """
     name = deployment["model_name"]
+    if not deployment["enabled"]:
+        logger.info("deployment.enabled is false in this environment: nothing deployed")
+        return {"name": name, "action": "skip"}
     if deployment["rollback"]:
         return _rollback(production, name)
     with production.session() as client:
@@ -66,7 +70,12 @@ def select_version(production: Workspace, deployment: dict[str, Any]) -> dict[st
             )
     version = max(chosen, key=lambda v: int(v.version))
     logger.info("Deploying %s version %s", name, version.version)
-    return {"name": name, "version": str(version.version), "tags": dict(version.tags)}
+    return {
+        "name": name,
+        "action": "deploy",
+        "version": str(version.version),
+        "tags": dict(version.tags),
+    }
 
 
 def _rollback(production: Workspace, name: str) -> dict[str, Any]:
@@ -84,7 +93,7 @@ def _rollback(production: Workspace, name: str) -> dict[str, Any]:
         previous.version,
         current.version if current else None,
     )
-    return {"name": name, "version": str(previous.version), "rollback": True}
+    return {"name": name, "action": "rollback", "version": str(previous.version)}
 
 
 def _reject(production: Workspace, candidate: dict[str, Any], reason: str) -> DeploymentError:
@@ -100,19 +109,19 @@ def _reject(production: Workspace, candidate: dict[str, Any], reason: str) -> De
 
 def validate_version(
     candidate: dict[str, Any],
-    model_input: ArrayBundle,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
     photos: dict[str, Callable[[], Any]],
     production: Workspace,
     deployment: dict[str, Any],
 ) -> dict[str, Any]:
     """Load the version from the production registry and check it on MNIST and on photos."""
-    if candidate.get("rollback"):
+    if candidate["action"] != "deploy":
         return {}
-    arrays = model_input.load()
     with production.session():
         model = mlflow.pyfunc.load_model(f"models:/{candidate['name']}/{candidate['version']}")
-    digits = model.predict(arrays["test_images"].astype(np.float32))["digit"].to_numpy()
-    test_accuracy = float((digits == arrays["test_labels"]).mean())
+    digits = model.predict(test_images.astype(np.float32))["digit"].to_numpy()
+    test_accuracy = float((digits == test_labels).mean())
     records, labels = _photo_records(photos)
     read = model.predict(pd.DataFrame(records))["digit"].to_numpy()
     photo_accuracy = float((read == np.array(labels)).mean())
@@ -134,7 +143,7 @@ def stage_version(
     candidate: dict[str, Any], validation: dict[str, Any], production: Workspace
 ) -> dict[str, Any]:
     """Describe the registered model and the version, then give the version the alias staging."""
-    if candidate.get("rollback"):
+    if candidate["action"] != "deploy":
         return candidate
     name, version, tags = candidate["name"], candidate["version"], candidate["tags"]
     today = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -182,7 +191,7 @@ def _request(url: str, body: bytes, token: str | None) -> tuple[int, float]:
 
 def infra_validate(
     staged: dict[str, Any],
-    model_input: ArrayBundle,
+    test_images: np.ndarray,
     photos: dict[str, Callable[[], Any]],
     production: Workspace,
     deployment: dict[str, Any],
@@ -191,12 +200,12 @@ def infra_validate(
 
     Valid requests (an array batch, base64 photos) must answer 200 and invalid ones 4xx.
     """
-    if staged.get("rollback"):
+    if staged["action"] != "deploy":
         return {}
     token = secrets.token_urlsafe(16)
     env = {"MLFLOW_TRACKING_URI": production.tracking_uri, "MNIST_SERVING_TOKEN": token}
     env.update({k: v for k, v in production.credentials.items() if k.startswith("MLFLOW_")})
-    batch = model_input.load()["test_images"][:64].astype(float).tolist()
+    batch = test_images[:64].astype(float).tolist()
     records, _ = _photo_records(photos)
     valid = {
         "array batch": json.dumps({"inputs": batch}).encode(),
@@ -255,8 +264,8 @@ def promote(
     staged: dict[str, Any], infra_report: dict[str, Any], production: Workspace
 ) -> dict[str, Any]:
     """Move ``production`` to the infra-validated version, keeping ``previous-production``."""
-    if staged.get("rollback"):
-        return {"name": staged["name"], "production": staged["version"], "rollback": True}
+    if staged["action"] != "deploy":
+        return {key: staged[key] for key in ("name", "action", "version") if key in staged}
     name, version = staged["name"], staged["version"]
     current = version_with_alias(production, name, "production")
     with production.session() as client:
@@ -267,6 +276,7 @@ def promote(
     logger.info("%s version %s is in production", name, version)
     return {
         "name": name,
+        "action": "deploy",
         "production": version,
         "previous_production": str(current.version) if current else None,
         "test_accuracy": staged["test_accuracy"],

@@ -24,7 +24,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                 validate_version,
                 [
                     "deploy_candidate",
-                    "model_input",
+                    "mnist_test_images",
+                    "mnist_test_labels",
                     "digit_photos",
                     "production_workspace",
                     "params:deployment",
@@ -42,7 +43,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 infra_validate,
                 [
                     "staged_version",
-                    "model_input",
+                    "mnist_test_images",
                     "digit_photos",
                     "production_workspace",
                     "params:deployment",

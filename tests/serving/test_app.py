@@ -136,3 +136,26 @@ def test_every_request_is_logged(scoring_server, images):
     row = batch_line["rows"][0]
     assert 0 <= row["confidence"] <= 1 and 0 < row["ink_fraction"] < 1 and row["mean_intensity"] > 0
     assert bad_line["status"] == 400 and bad_line["batch_size"] == 0
+
+
+def test_plain_mlflow_models_serve_works_too(registry_uri, decent_model, images):
+    """`mlflow models serve -m models:/mnist-cnn@production` serves the same model."""
+    import sys
+
+    from mnist_mlops.serving.process import ScoringProcess, free_port
+
+    port = free_port()
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m",
+               "models:/mnist-cnn@production", "--env-manager", "local",
+               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    server = ScoringProcess(command, port=port, env={"MLFLOW_TRACKING_URI": registry_uri})
+    with server:
+        status, body = post({"url": server.url, "token": None}, {"inputs": images[0][:4].tolist()})
+        photo = base64.b64encode(PHOTOS[0].read_bytes()).decode()
+        photo_status, photo_body = post(
+            {"url": server.url, "token": None}, {"dataframe_records": [{"image": photo}]}
+        )
+    assert status == 200, body
+    expected = decent_model.predict(images[0][:4].astype(np.float32), verbose=0).argmax(axis=1)
+    assert [p["digit"] for p in body["predictions"]] == expected.tolist()
+    assert photo_status == 200 and photo_body["predictions"][0]["digit"] == int(PHOTOS[0].name[0])

@@ -159,3 +159,22 @@ def test_plain_mlflow_models_serve_works_too(registry_uri, decent_model, images)
     expected = decent_model.predict(images[0][:4].astype(np.float32), verbose=0).argmax(axis=1)
     assert [p["digit"] for p in body["predictions"]] == expected.tolist()
     assert photo_status == 200 and photo_body["predictions"][0]["digit"] == int(PHOTOS[0].name[0])
+
+
+def test_request_notebook_runs_against_the_server(scoring_server, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    from tests.conftest import PROJECT_ROOT
+
+    monkeypatch.setenv("MNIST_SERVING_URL", scoring_server["url"])
+    monkeypatch.setenv("MNIST_SERVING_TOKEN", scoring_server["token"])
+    path = PROJECT_ROOT / "notebooks" / "request_example.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(
+        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": path.parent}}
+    ).execute()
+    printed = "".join(
+        output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", [])
+    )
+    assert "digit: 7 (confidence" in printed

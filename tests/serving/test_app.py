@@ -178,3 +178,28 @@ def test_request_notebook_runs_against_the_server(scoring_server, monkeypatch):
         output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", [])
     )
     assert "digit: 7 (confidence" in printed
+
+
+@pytest.mark.parametrize("token", [None, "cli-token"])
+def test_kedro_serve_command(registry_uri, tmp_path, images, token):
+    """`kedro serve --env gcp` serves models:/mnist-cnn@production of the production registry."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    from mnist_mlops.serving.process import ScoringProcess, free_port
+    from tests.conftest import PROJECT_ROOT
+
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path)
+    (tmp_path / "conf").symlink_to(PROJECT_ROOT / "conf")
+    port = free_port()
+    env = {"GCP_MLFLOW_TRACKING_URI": registry_uri, "MNIST_SERVING_TOKEN": token or ""}
+    kedro = str(Path(sys.executable).parent / "kedro")
+    command = [kedro, "serve", "--env", "gcp", "--port", str(port)]
+    with ScoringProcess(command, port=port, env=env, token=token, cwd=tmp_path) as server:
+        served = {"url": server.url, "token": token}
+        status, body = post(served, {"inputs": images[0][:2].tolist()})
+        unauthenticated, _ = post(served, {"inputs": images[0][:2].tolist()}, token=None)
+    assert status == 200 and len(body["predictions"]) == 2
+    assert unauthenticated == (401 if token else 200)
+    assert (tmp_path / "data" / "10_serving" / "requests.jsonl").read_text().count("\n") == 2

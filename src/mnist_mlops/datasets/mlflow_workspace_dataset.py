@@ -20,6 +20,7 @@ CREDENTIAL_VARIABLES = (
     "MLFLOW_TRACKING_PASSWORD",
     "MLFLOW_TRACKING_TOKEN",
 )
+_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 _SCOPE_LOCK = threading.RLock()
 
 
@@ -91,9 +92,14 @@ class Workspace:
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.max_retries),
             "MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.timeout_s),
         }
+        # MLflow keeps its current URIs in module globals mirrored into environment variables:
+        # save both exactly, so that leaving the block restores what was there, even "unset".
+        from mlflow.tracking._model_registry import utils as registry_state
+        from mlflow.tracking._tracking_service import utils as tracking_state
+
         with _SCOPE_LOCK:
-            saved = {name: os.environ.get(name) for name in scoped}
-            saved_uris = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+            saved = {name: os.environ.get(name) for name in [*scoped, *_URI_VARIABLES]}
+            saved_uris = tracking_state._tracking_uri, registry_state._registry_uri
             _set_environment(scoped)
             mlflow.set_tracking_uri(self.tracking_uri)
             mlflow.set_registry_uri(self.registry_uri or self.tracking_uri)
@@ -108,8 +114,7 @@ class Workspace:
                 ) from None
             finally:
                 _set_environment(saved)
-                mlflow.set_tracking_uri(saved_uris[0])
-                mlflow.set_registry_uri(saved_uris[1])
+                tracking_state._tracking_uri, registry_state._registry_uri = saved_uris
 
 
 def _set_environment(values: dict[str, str | None]) -> None:

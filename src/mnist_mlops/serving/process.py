@@ -38,8 +38,9 @@ class ScoringProcess:
         env: dict[str, str] | None = None,
         token: str | None = None,
         ready_timeout_s: float = 120,
+        cwd: str | Path | None = None,
     ) -> None:
-        self.command, self.port, self.token = command, port, token
+        self.command, self.port, self.token, self.cwd = command, port, token, cwd
         self.env = {
             **os.environ,
             **(env or {}),
@@ -71,6 +72,7 @@ class ScoringProcess:
             self.process = subprocess.Popen(
                 self.command,
                 env=self.env,
+                cwd=self.cwd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

@@ -1,4 +1,7 @@
-"""A whole ``kedro run`` through a KedroSession, with tiny parameters, into a temporary store."""
+"""A whole ``kedro run`` through a KedroSession on the embedded defaults, with tiny parameters.
+
+No workspace variable is set: the two local stores land in a scratch directory.
+"""
 
 import json
 
@@ -16,9 +19,9 @@ def project_dir(tmp_path, monkeypatch):
     """A scratch project directory: raw data linked in, every output and store written here."""
     (tmp_path / "data" / "01_raw").mkdir(parents=True)
     (tmp_path / "data" / "01_raw" / "mnist").symlink_to(RAW_MNIST)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("AZURE_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/sandbox.db")
-    monkeypatch.setenv("AZURE_MLFLOW_ARTIFACT_LOCATION", str(tmp_path / "artifacts"))
+    monkeypatch.chdir(tmp_path)  # the embedded defaults are relative: mlruns/ lands here
+    for variable in ("AZURE_MLFLOW_ARTIFACT_LOCATION", "GCP_MLFLOW_ARTIFACT_LOCATION"):
+        monkeypatch.delenv(variable, raising=False)
     return tmp_path
 
 
@@ -31,6 +34,7 @@ def test_kedro_run_trains_compares_and_tracks_every_strategy(project_dir, spark)
             "hyperparameters": {"epochs": 1, "batch_size": 64, "learning_rate": 0.003},
         },
         "registration": {"min_test_accuracy": 0.3},
+        "deployment": {"min_test_accuracy": 0.3, "min_photo_accuracy": 0.0, "infra_requests": 1},
     }
     with KedroSession.create(
         project_path=project_dir,
@@ -50,7 +54,7 @@ def test_kedro_run_trains_compares_and_tracks_every_strategy(project_dir, spark)
     report = json.loads((project_dir / "data/08_reporting/data_report.json").read_text())
     assert report["splits"]["train"]["images"] == 640
 
-    mlflow.set_tracking_uri(f"sqlite:///{project_dir}/sandbox.db")
+    mlflow.set_tracking_uri(f"sqlite:///{project_dir}/mlruns/sandbox.db")
     runs = mlflow.search_runs(experiment_names=["mnist-mlops"], output_format="list")
     by_name = {run.info.run_name: run for run in runs}
     assert {"single_node", "local", "distributed", "custom"} <= by_name.keys()
@@ -74,3 +78,11 @@ def test_kedro_run_trains_compares_and_tracks_every_strategy(project_dir, spark)
     pushed = production.get_model_version("mnist-cnn", "1")
     assert pushed.tags["mnist.lineage"].endswith("#mnist-cnn/1")
     assert (project_dir / "mlruns" / "production-artifacts").is_dir()
+
+    # Deploy: validated, staged, infra-validated, promoted.
+    assert production.get_registered_model("mnist-cnn").aliases == {
+        "staging": "1",
+        "production": "1",
+    }
+    report = json.loads((project_dir / "data/08_reporting/deployment_report.json").read_text())
+    assert report["production"] == "1" and report["latency_p50_ms"] > 0

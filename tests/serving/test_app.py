@@ -203,3 +203,30 @@ def test_kedro_serve_command(registry_uri, tmp_path, images, token):
     assert status == 200 and len(body["predictions"]) == 2
     assert unauthenticated == (401 if token else 200)
     assert (tmp_path / "data" / "10_serving" / "requests.jsonl").read_text().count("\n") == 2
+
+
+def test_client_prints_digit_and_confidence(scoring_server, capsys):
+    from mnist_mlops.serving.client import main
+
+    photos = [str(p) for p in PHOTOS[:2]]
+    assert main([*photos, "--url", scoring_server["url"], "--token", scoring_server["token"]]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(": ")[0] for line in lines] == photos
+    assert all(line.endswith("%)") for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["missing.png"], "no such file: missing.png"),
+        ([str(PHOTOS[0]), "--token", "wrong"], "answered 401"),
+        ([str(PHOTOS[0]), "--url", "http://127.0.0.1:9"], "cannot reach http://127.0.0.1:9"),
+    ],
+)
+def test_client_errors_are_clear(scoring_server, capsys, arguments, message):
+    from mnist_mlops.serving.client import main
+
+    if "--url" not in arguments:
+        arguments = [*arguments, "--url", scoring_server["url"]]
+    assert main(arguments) != 0
+    assert message in capsys.readouterr().err

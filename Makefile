@@ -30,6 +30,7 @@ run: setup  ## kedro run on the embedded defaults (pass more with ARGS="--env az
 lint: setup
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen ruff check .
+	$(UV) run --frozen actionlint
 
 test: lint  ## ruff, then the whole test suite
 	$(UV) run --frozen pytest $(ARGS)

@@ -14,8 +14,9 @@ from mnist_mlops.pipelines.registration.nodes import push_to_production, registe
 from mnist_mlops.serving.pyfunc import log_servable_model
 from tests.conftest import PHOTOS, workspace
 
+NAME = "deployed-cnn"  # its own model in the shared servers: the gate tests use mnist-cnn
 PARAMS = {
-    "model_name": "mnist-cnn",
+    "model_name": NAME,
     "enabled": True,
     "version": None,
     "rollback": False,
@@ -45,7 +46,7 @@ def push(servers, decent_model, monkeypatch):
             "strategy": "single_node",
             "strategy_run_id": None,
         }
-        registration = {"model_name": "mnist-cnn", "production_experiment": "pushed-models"}
+        registration = {"model_name": NAME, "production_experiment": "pushed-models"}
         sandbox = workspace(servers["sandbox"], "sandbox")
         sandbox_version = register_in_sandbox(
             candidate, {"test_accuracy": 0.985}, {"sha256": {}}, sandbox, registration
@@ -75,7 +76,8 @@ def deploy(servers, small_model_input, **params):
 
 def aliases(servers):
     with workspace(servers["production"], "production").session() as client:
-        return client.get_registered_model("mnist-cnn").aliases
+        found = client.search_registered_models(f"name = '{NAME}'")
+    return found[0].aliases if found else {}
 
 
 def test_deploy_validates_describes_stages_infra_validates_and_promotes(
@@ -92,11 +94,11 @@ def test_deploy_validates_describes_stages_infra_validates_and_promotes(
     if before:
         assert aliases(servers)["previous-production"] == before
     with workspace(servers["production"], "production").session() as client:
-        model_version = client.get_model_version("mnist-cnn", version)
+        model_version = client.get_model_version(NAME, version)
         assert "Validated" in model_version.description
         assert "Pa55word" not in model_version.description
         assert model_version.tags["mnist.deploy_status"] == "production"
-        assert "rollback" in client.get_registered_model("mnist-cnn").description
+        assert "rollback" in client.get_registered_model(NAME).description
     json.dumps(report)  # the report is plain JSON for the catalog
 
 
@@ -108,7 +110,7 @@ def test_failing_validation_leaves_production_unchanged(servers, small_model_inp
         deploy(servers, small_model_input, min_test_accuracy=0.9999)
     assert aliases(servers)["production"] == deploy_first
     with workspace(servers["production"], "production").session() as client:
-        status = client.get_model_version("mnist-cnn", version).tags["mnist.deploy_status"]
+        status = client.get_model_version(NAME, version).tags["mnist.deploy_status"]
     assert status.startswith("rejected: test accuracy")
 
 
@@ -129,7 +131,7 @@ def test_rollback_moves_production_back(servers, small_model_input, push):
     assert aliases(servers)["previous-production"] == first
 
     report = deploy(servers, small_model_input, rollback=True)
-    assert report == {"name": "mnist-cnn", "action": "rollback", "version": first}
+    assert report == {"name": NAME, "action": "rollback", "version": first}
     assert aliases(servers)["production"] == first
     assert aliases(servers)["previous-production"] == second
 
@@ -137,7 +139,7 @@ def test_rollback_moves_production_back(servers, small_model_input, push):
 def test_disabled_deployment_changes_nothing(servers, small_model_input):
     before = aliases(servers)
     assert deploy(servers, small_model_input, enabled=False) == {
-        "name": "mnist-cnn",
+        "name": NAME,
         "action": "skip",
     }
     assert aliases(servers) == before

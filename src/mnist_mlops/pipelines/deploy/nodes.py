@@ -49,18 +49,32 @@ def select_version(production: Workspace, deployment: dict[str, Any]) -> dict[st
     ``deployment.rollback`` true ``production`` was moved back to ``previous-production``) or
     ``skip`` (``deployment.enabled`` false, as in the sandbox environment): they stand aside.
     """
+    return _select(production, deployment, pushed_version=None)
+
+
+def select_pushed_version(
+    pushed: dict[str, Any], production: Workspace, deployment: dict[str, Any]
+) -> dict[str, Any]:
+    """As :func:`select_version`, but deploy the version registration just pushed."""
+    return _select(production, deployment, pushed_version=str(pushed["version"]))
+
+
+def _select(
+    production: Workspace, deployment: dict[str, Any], pushed_version: str | None
+) -> dict[str, Any]:
     name = deployment["model_name"]
     if not deployment["enabled"]:
         logger.info("deployment.enabled is false in this environment: nothing deployed")
         return {"name": name, "action": "skip"}
     if deployment["rollback"]:
         return _rollback(production, name)
+    wanted = deployment["version"] or pushed_version
     with production.session() as client:
         versions = client.search_model_versions(f"name = '{name}'")
-    if deployment["version"]:
-        chosen = [v for v in versions if str(v.version) == str(deployment["version"])]
+    if wanted:
+        chosen = [v for v in versions if str(v.version) == str(wanted)]
         if not chosen:
-            raise DeploymentError(f"{name} has no version {deployment['version']} in production")
+            raise DeploymentError(f"{name} has no version {wanted} in production")
     else:
         chosen = [v for v in versions if LINEAGE_TAG in v.tags and STATUS_TAG not in v.tags]
         if not chosen:

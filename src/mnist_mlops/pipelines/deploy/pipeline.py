@@ -5,21 +5,34 @@ from kedro.pipeline import Pipeline, node, pipeline
 from mnist_mlops.pipelines.deploy.nodes import (
     infra_validate,
     promote,
+    select_pushed_version,
     select_version,
     stage_version,
     validate_version,
 )
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def create_pipeline(after_push: bool = False, **kwargs) -> Pipeline:
+    """The deploy pipeline; ``after_push`` deploys the version the registration pipeline pushed
+    (the whole flow), otherwise the newest pushed version not yet deployed."""
+    select = (
+        node(
+            select_pushed_version,
+            ["production_model_version", "production_workspace", "params:deployment"],
+            "deploy_candidate",
+            name="select_version",
+        )
+        if after_push
+        else node(
+            select_version,
+            ["production_workspace", "params:deployment"],
+            "deploy_candidate",
+            name="select_version",
+        )
+    )
     return pipeline(
         [
-            node(
-                select_version,
-                ["production_workspace", "params:deployment"],
-                "deploy_candidate",
-                name="select_version",
-            ),
+            select,
             node(
                 validate_version,
                 [

@@ -1,0 +1,149 @@
+"""A local Spark standalone cluster: a master and one-core workers on 127.0.0.1.
+
+Started from pyspark's own ``bin/spark-class`` (pip's pyspark has no ``sbin`` scripts), so it
+needs nothing but this environment and Java:
+
+    python -m mnist_mlops.spark_cluster up      # or: kedro spark-cluster up
+    SPARK_MASTER=spark://127.0.0.1:7077 kedro run --env azure \
+        --params training.strategies=distributed
+    python -m mnist_mlops.spark_cluster down
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+STATE_DIR = Path(".spark-cluster")
+
+
+@dataclass
+class Cluster:
+    """Where a cluster's master listens and where its processes' pids and logs are kept."""
+
+    state_dir: Path = STATE_DIR
+    port: int = 7077
+    webui_port: int = 8080
+
+    @property
+    def master_url(self) -> str:
+        return f"spark://127.0.0.1:{self.port}"
+
+    def status(self) -> dict | None:
+        """The master's view (``aliveworkers``, ``workers``...), or None when it is down."""
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.webui_port}/json/", timeout=2
+            ) as r:
+                return json.load(r)
+        except OSError:
+            return None
+
+    def _spawn(self, name: str, arguments: list[str]) -> None:
+        import pyspark
+
+        spark_home = Path(pyspark.__file__).parent
+        env = {
+            **os.environ,
+            "SPARK_HOME": str(spark_home),
+            "SPARK_LOCAL_IP": "127.0.0.1",
+            "PYSPARK_PYTHON": sys.executable,
+            "SPARK_WORKER_DIR": str((self.state_dir / f"{name}-work").resolve()),
+        }
+        with open(self.state_dir / f"{name}.log", "ab") as log:
+            process = subprocess.Popen(
+                [str(spark_home / "bin" / "spark-class"), *arguments],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        (self.state_dir / f"{name}.pid").write_text(str(process.pid))
+
+    def _wait(self, condition, what: str, timeout_s: float) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            state = self.status()
+            if state is not None and condition(state):
+                return state
+            time.sleep(0.5)
+        logs = sorted(self.state_dir.glob("*.log"))
+        tail = "\n".join(line for log in logs for line in log.read_text().splitlines()[-5:])
+        self.down()
+        raise TimeoutError(
+            f"Spark cluster: {what} not within {timeout_s} s. Last log lines:\n{tail}"
+        )
+
+    def up(self, workers: int = 2, cores: int = 1, memory: str = "2g", timeout_s: float = 90):
+        """Start the master and ``workers`` workers; return once all of them are registered."""
+        if self.status() is not None:
+            raise RuntimeError(
+                f"a Spark master already answers on port {self.webui_port}: run `down` first"
+            )
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._spawn(
+            "master",
+            ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+             "--port", str(self.port), "--webui-port", str(self.webui_port)],
+        )  # fmt: skip
+        self._wait(lambda state: True, "master answering", timeout_s)
+        for index in range(workers):
+            self._spawn(
+                f"worker-{index}",
+                ["org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
+                 "--cores", str(cores), "--memory", memory, "--webui-port", "0", self.master_url],
+            )  # fmt: skip
+        return self._wait(
+            lambda state: state.get("aliveworkers", 0) >= workers,
+            f"{workers} workers registered",
+            timeout_s,
+        )
+
+    def worker_pids(self) -> list[int]:
+        return [int(p.read_text()) for p in sorted(self.state_dir.glob("worker-*.pid"))]
+
+    def down(self) -> None:
+        """Stop every process of the cluster (workers first), whatever state it is in."""
+        for pid_file in sorted(self.state_dir.glob("*.pid"), reverse=True):  # workers, master
+            pid = int(pid_file.read_text())
+            try:
+                os.killpg(pid, signal.SIGTERM)
+                for _ in range(50):
+                    os.kill(pid, 0)
+                    time.sleep(0.2)
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            pid_file.unlink()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--port", type=int, default=7077)
+    parser.add_argument("--webui-port", type=int, default=8080)
+    args = parser.parse_args(argv)
+    cluster = Cluster(port=args.port, webui_port=args.webui_port)
+    if args.action == "up":
+        state = cluster.up(workers=args.workers)
+        print(f"Spark master {cluster.master_url} with {state['aliveworkers']} workers")
+        print(f"  SPARK_MASTER={cluster.master_url} kedro run --env azure")
+    elif args.action == "down":
+        cluster.down()
+        print("Spark cluster stopped")
+    else:
+        state = cluster.status()
+        print("down" if state is None else f"{state['status']}: {state['aliveworkers']} workers")
+
+
+if __name__ == "__main__":
+    main()

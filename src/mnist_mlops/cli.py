@@ -46,3 +46,13 @@ def serve(env: str | None, host: str | None, port: int | None) -> None:
         request_log=settings["request_log"],
         max_body_bytes=settings["max_body_bytes"],
     )
+
+
+@cli.command("spark-cluster")
+@click.argument("action", type=click.Choice(["up", "down", "status"]))
+@click.option("--workers", type=int, default=2, show_default=True)
+def spark_cluster(action: str, workers: int) -> None:
+    """Start, stop or show a local Spark standalone cluster (master and one-core workers)."""
+    from mnist_mlops.spark_cluster import main
+
+    main([action, "--workers", str(workers)])

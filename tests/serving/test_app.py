@@ -191,8 +191,8 @@ def test_kedro_serve_command(registry_uri, tmp_path, images, token):
     from tests.conftest import PROJECT_ROOT
 
     shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path)
-    for folder in ("conf", "src"):
-        (tmp_path / folder).symlink_to(PROJECT_ROOT / folder)
+    (tmp_path / "conf").symlink_to(PROJECT_ROOT / "conf")
+    (tmp_path / "src").mkdir()  # Kedro wants it there; the package is installed in the venv
     port = free_port()
     env = {"GCP_MLFLOW_TRACKING_URI": registry_uri, "MNIST_SERVING_TOKEN": token or ""}
     kedro = str(Path(sys.executable).parent / "kedro")

@@ -108,6 +108,12 @@ def fit_model(
         .batch(1024)
         .map(lambda x, y: (tf.cast(x, tf.float32), y))
     )
+    logger.info(
+        "worker %d: training on %d images, %d steps per epoch",
+        _worker_rank(),
+        len(train_x) // strategy.num_replicas_in_sync,
+        steps_per_epoch,
+    )
     with strategy.scope():
         model = build_model(architecture, hyperparameters, steps_per_epoch * epochs)
     progress = _make_progress(epochs, _worker_rank())

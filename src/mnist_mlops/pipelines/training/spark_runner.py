@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import re
 import socket
+import threading
 import traceback
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -43,13 +45,18 @@ def run_with_runner(
     local_mode: bool,
     use_gpu: bool,
     custom_strategy: bool,
+    timeout_s: float | None = None,
     **kwargs: Any,
 ) -> Any:
     """Run ``train_fn(**kwargs)`` through ``MirroredStrategyRunner`` and return the chief's result.
 
+    A distributed run that has not finished after ``timeout_s`` seconds is cancelled: a worker
+    that died or hangs in a collective must not hang the pipeline.
+
     Raises:
         DistributedTrainingError: with the worker's exception and the end of its traceback when a
-            worker raised, or with Spark's own first line when the job failed otherwise.
+            worker raised, Spark's reason when the job failed otherwise (a lost executor is named
+            there), or the timeout.
     """
     from spark_tensorflow_distributor import MirroredStrategyRunner
 
@@ -59,9 +66,21 @@ def run_with_runner(
         use_gpu=use_gpu,
         use_custom_strategy=custom_strategy,
     )
+    context = runner.sc
+    group = f"mnist-training-{uuid.uuid4().hex[:8]}"
+    watchdog = None
+    if timeout_s and not local_mode:
+        context.setJobGroup(group, "distributed training", interruptOnCancel=True)
+        watchdog = threading.Timer(timeout_s, context.cancelJobGroup, [group])
+        watchdog.start()
     try:
         return runner.run(_ReportingTrainFn(train_fn), **kwargs)
     except Exception as exc:
+        if watchdog is not None and not watchdog.is_alive():
+            raise DistributedTrainingError(
+                f"Distributed training did not finish within training.timeout_s={timeout_s} s "
+                "and was cancelled"
+            ) from None
         found = _WORKER_ERROR.search(str(exc))
         if found:
             raise DistributedTrainingError(found.group(1).strip()) from None
@@ -71,3 +90,7 @@ def run_with_runner(
         reasons = _SPARK_REASON.findall(str(exc))
         reason = (python_errors or reasons or [str(exc).splitlines()[0]])[-1].strip()
         raise DistributedTrainingError(f"Spark training job failed: {reason}") from exc
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+            context.setLocalProperty("spark.jobGroup.id", None)

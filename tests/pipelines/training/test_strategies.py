@@ -92,3 +92,17 @@ def test_a_worker_failing_before_training_names_the_python_error(spark):
             use_gpu=False,
             custom_strategy=True,
         )
+
+
+def test_gpu_requested_without_gpu_falls_back_to_cpu(small_model_input, quick_training, caplog):
+    quick_training["use_gpu"] = True
+    result = train_single_node(small_model_input, quick_training)
+    assert result.params["device"] == "CPU"
+    assert "TensorFlow sees no GPU on this machine: training on CPU instead" in caplog.text
+
+
+def test_distributed_gpu_without_spark_gpu_scheduling_falls_back(spark, caplog):
+    from mnist_mlops.pipelines.training.nodes import use_gpu
+
+    assert use_gpu(True, distributed=True) is False
+    assert "spark.task.resource.gpu.amount is not set" in caplog.text

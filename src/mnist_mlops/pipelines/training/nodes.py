@@ -25,11 +25,35 @@ logger = logging.getLogger(__name__)
 Result = TrainingResult | SkippedStrategy
 
 
+def use_gpu(requested: bool, distributed: bool) -> bool:
+    """Whether training can use GPUs; says so and falls back to CPU when none is there.
+
+    A distributed run needs Spark's GPU scheduling (``spark.task.resource.gpu.amount``), a
+    driver-side run a GPU visible to TensorFlow.
+    """
+    if not requested:
+        return False
+    if distributed:
+        from pyspark.sql import SparkSession
+
+        conf = SparkSession.builder.getOrCreate().sparkContext.getConf()
+        available = conf.contains("spark.task.resource.gpu.amount")
+        missing = "Spark schedules no GPUs (spark.task.resource.gpu.amount is not set)"
+    else:
+        import tensorflow as tf
+
+        available = bool(tf.config.list_physical_devices("GPU"))
+        missing = "TensorFlow sees no GPU on this machine"
+    if not available:
+        logger.warning("training.use_gpu is true but %s: training on CPU instead", missing)
+    return available
+
+
 def _train(
     strategy: str,
     model_input: ArrayBundle,
     training: dict[str, Any],
-    launch: Callable[[dict[str, Any]], FitOutcome],
+    launch: Callable[[dict[str, Any], bool], FitOutcome],
     workers: int,
 ) -> Result:
     """Run ``launch`` if ``strategy`` is selected, then evaluate its model in the driver."""
@@ -42,7 +66,8 @@ def _train(
     architecture = training["architecture"]
     logger.info("Training %s with %s on %d worker(s)", architecture, strategy, workers)
     started_at = time.time()
-    outcome = launch(hyperparameters)
+    gpu = use_gpu(training["use_gpu"], distributed=strategy in ("distributed", "custom"))
+    outcome = launch(hyperparameters, gpu)
     model = build_model(architecture, hyperparameters, total_steps=1)
     model.set_weights(outcome.weights)
     arrays = model_input.load()
@@ -84,7 +109,7 @@ def _train(
             "strategy": strategy,
             "architecture": architecture,
             "workers": workers,
-            "device": "GPU" if training["use_gpu"] else "CPU",
+            "device": "GPU" if gpu else "CPU",
         },
         worker_pids=outcome.worker_pids,
     )
@@ -96,7 +121,7 @@ def train_single_node(model_input: ArrayBundle, training: dict[str, Any]) -> Res
         "single_node",
         model_input,
         training,
-        lambda hp: fit_model(model_input, hp, training["architecture"]),
+        lambda hp, gpu: fit_model(model_input, hp, training["architecture"]),
         workers=1,
     )
 
@@ -107,11 +132,11 @@ def train_local(model_input: ArrayBundle, training: dict[str, Any]) -> Result:
         "local",
         model_input,
         training,
-        lambda hp: run_with_runner(
+        lambda hp, gpu: run_with_runner(
             fit_model,
             num_slots=1,
             local_mode=True,
-            use_gpu=training["use_gpu"],
+            use_gpu=gpu,
             custom_strategy=False,
             bundle=model_input,
             hyperparameters=hp,
@@ -128,11 +153,11 @@ def train_distributed(model_input: ArrayBundle, training: dict[str, Any]) -> Res
         "distributed",
         model_input,
         training,
-        lambda hp: run_with_runner(
+        lambda hp, gpu: run_with_runner(
             fit_model,
             num_slots=slots,
             local_mode=False,
-            use_gpu=training["use_gpu"],
+            use_gpu=gpu,
             custom_strategy=False,
             timeout_s=training["timeout_s"],
             bundle=model_input,
@@ -156,11 +181,11 @@ def train_custom(model_input: ArrayBundle, training: dict[str, Any]) -> Result:
         "custom",
         model_input,
         training,
-        lambda hp: run_with_runner(
+        lambda hp, gpu: run_with_runner(
             fit_model,
             num_slots=custom["num_slots"],
             local_mode=False,
-            use_gpu=training["use_gpu"],
+            use_gpu=gpu,
             custom_strategy=True,
             timeout_s=training["timeout_s"],
             bundle=model_input,

@@ -116,13 +116,27 @@ class Cluster:
             pid = int(pid_file.read_text())
             try:
                 os.killpg(pid, signal.SIGTERM)
-                for _ in range(50):
-                    os.kill(pid, 0)
+                deadline = time.monotonic() + 10
+                while _alive(pid) and time.monotonic() < deadline:
                     time.sleep(0.2)
-                os.killpg(pid, signal.SIGKILL)
+                if _alive(pid):
+                    os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             pid_file.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:  # reap it if this process started it, so that it does not linger as a zombie
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> None:

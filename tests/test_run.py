@@ -17,8 +17,8 @@ from tests.conftest import PROJECT_ROOT, RAW_MNIST
 @pytest.fixture
 def project_dir(tmp_path, monkeypatch):
     """A scratch project directory: raw data linked in, every output and store written here."""
-    (tmp_path / "data" / "01_raw").mkdir(parents=True)
-    (tmp_path / "data" / "01_raw" / "mnist").symlink_to(RAW_MNIST)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "01_raw").symlink_to(RAW_MNIST.parent)
     monkeypatch.chdir(tmp_path)  # the embedded defaults are relative: mlruns/ lands here
     for variable in ("AZURE_MLFLOW_ARTIFACT_LOCATION", "GCP_MLFLOW_ARTIFACT_LOCATION"):
         monkeypatch.delenv(variable, raising=False)

@@ -29,8 +29,8 @@ def cluster(tmp_path):
 def scratch_project(root: Path) -> Path:
     """A project directory of its own: outputs and MLflow stores land there."""
     project = root / "project"
-    (project / "data" / "01_raw").mkdir(parents=True)
-    (project / "data" / "01_raw" / "mnist").symlink_to(RAW_MNIST)
+    (project / "data").mkdir(parents=True)
+    (project / "data" / "01_raw").symlink_to(RAW_MNIST.parent)
     shutil.copy(PROJECT_ROOT / "pyproject.toml", project)
     (project / "conf").symlink_to(PROJECT_ROOT / "conf")
     (project / "src").mkdir()  # Kedro wants it there; the package is installed in the venv

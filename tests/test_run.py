@@ -80,7 +80,8 @@ def test_kedro_run_trains_compares_and_tracks_every_strategy(project_dir, spark)
     assert (project_dir / "mlruns" / "production-artifacts").is_dir()
 
     # Deploy: validated, staged, infra-validated, promoted.
-    assert production.get_registered_model("mnist-cnn").aliases == {
+    aliases = production.get_registered_model("mnist-cnn").aliases
+    assert {alias: str(version) for alias, version in aliases.items()} == {
         "staging": "1",
         "production": "1",
     }

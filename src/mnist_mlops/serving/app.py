@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from mnist_mlops.serving.preprocessing import InvalidInput, input_statistics
 from mnist_mlops.serving.pyfunc import MnistDigitModel, to_pixels
@@ -111,15 +112,27 @@ def parse_request(body: dict[str, Any]) -> tuple[np.ndarray, list[int | None]]:
     return pixels, [None] * len(pixels)
 
 
+def decode_json(raw: bytes) -> Any:
+    """Parse a request body: orjson (10x faster on pixel arrays), else the standard library,
+    which also reads NaN and Infinity so that validation can name them."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
 class ScoringHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections
+    # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and the
+    # client's delayed ACK add 40 ms to every keep-alive request.
+    disable_nagle_algorithm = True
     server: ScoringServer
 
     def log_message(self, format: str, *args: Any) -> None:  # the request log records requests
         pass
 
     def _send(self, status: int, payload: dict[str, Any]) -> None:
-        body = json.dumps(payload, separators=(",", ":")).encode()
+        body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -194,7 +207,7 @@ class ScoringHandler(BaseHTTPRequestHandler):
             return HTTPStatus.REQUEST_ENTITY_TOO_LARGE, []
         raw = self.rfile.read(int(length))
         try:
-            body = json.loads(raw)
+            body = decode_json(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             self._error(HTTPStatus.BAD_REQUEST, f"invalid JSON: {exc}")
             return HTTPStatus.BAD_REQUEST, []

@@ -8,14 +8,9 @@ from typing import Any
 
 import fsspec
 import numpy as np
-from kedro.io.core import (
-    AbstractVersionedDataset,
-    DatasetError,
-    Version,
-    get_filepath_str,
-)
+from kedro.io.core import DatasetError
 
-from mnist_mlops.datasets._fsspec import open_filesystem, write_atomically
+from mnist_mlops.datasets._fsspec import FileDataset
 
 
 @dataclass(frozen=True)
@@ -37,7 +32,7 @@ class ArrayBundle:
             return {name: npz[name] for name in npz.files}
 
 
-class ArrayBundleDataset(AbstractVersionedDataset[dict[str, np.ndarray], ArrayBundle]):
+class ArrayBundleDataset(FileDataset[dict[str, np.ndarray], ArrayBundle]):
     """Saves a dict of arrays as one ``.npz`` file; loads an :class:`ArrayBundle` pointing at it.
 
     Example catalog entry::
@@ -47,30 +42,11 @@ class ArrayBundleDataset(AbstractVersionedDataset[dict[str, np.ndarray], ArrayBu
           filepath: data/05_model_input/mnist.npz
     """
 
-    def __init__(
-        self,
-        *,
-        filepath: str,
-        version: Version | None = None,
-        credentials: dict[str, Any] | None = None,
-        fs_args: dict[str, Any] | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        self._storage_options = {**(credentials or {}), **(fs_args or {})}
-        self._fs, self._protocol, path = open_filesystem(filepath, credentials, fs_args)
-        self.metadata = metadata
-        super().__init__(
-            filepath=path,
-            version=version,
-            exists_function=self._fs.exists,
-            glob_function=self._fs.glob,
-        )
-
     def _uri(self, path: str) -> str:
         return path if self._protocol == "file" else f"{self._protocol}://{path}"
 
     def load(self) -> ArrayBundle:
-        path = get_filepath_str(self._get_load_path(), self._protocol)
+        path = self._load_path()
         if not self._fs.exists(path):
             raise DatasetError(f"No array bundle at {path}: run the data_prep pipeline first")
         return ArrayBundle(self._uri(path), self._storage_options)
@@ -80,15 +56,4 @@ class ArrayBundleDataset(AbstractVersionedDataset[dict[str, np.ndarray], ArrayBu
             raise DatasetError("ArrayBundleDataset saves a non-empty dict of NumPy arrays")
         buffer = io.BytesIO()
         np.savez(buffer, **{name: np.asarray(array) for name, array in data.items()})
-        path = get_filepath_str(self._get_save_path(), self._protocol)
-        write_atomically(self._fs, path, buffer.getvalue())
-
-    def _exists(self) -> bool:
-        try:
-            path = get_filepath_str(self._get_load_path(), self._protocol)
-        except DatasetError:
-            return False
-        return self._fs.exists(path)
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": self._filepath, "protocol": self._protocol, "version": self._version}
+        self._write(buffer.getvalue())

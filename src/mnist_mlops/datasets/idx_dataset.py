@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import gzip
 import io
-from typing import Any
 
 import numpy as np
-from kedro.io.core import (
-    AbstractVersionedDataset,
-    DatasetError,
-    Version,
-    get_filepath_str,
-)
+from kedro.io.core import DatasetError
 
-from mnist_mlops.datasets._fsspec import open_filesystem, write_atomically
+from mnist_mlops.datasets._fsspec import FileDataset
 
 _GZIP_MAGIC = b"\x1f\x8b"
 # IDX magic: two zero bytes, a type code, the number of dimensions.
@@ -63,7 +57,7 @@ def encode_idx(array: np.ndarray) -> bytes:
     return header + np.ascontiguousarray(array).tobytes()
 
 
-class IDXDataset(AbstractVersionedDataset[np.ndarray, np.ndarray]):
+class IDXDataset(FileDataset[np.ndarray, np.ndarray]):
     """Reads and writes IDX files (the MNIST format), gzipped when the path ends in ``.gz``.
 
     Example catalog entry::
@@ -73,50 +67,17 @@ class IDXDataset(AbstractVersionedDataset[np.ndarray, np.ndarray]):
           filepath: data/01_raw/mnist/train-images-idx3-ubyte.gz
     """
 
-    def __init__(
-        self,
-        *,
-        filepath: str,
-        version: Version | None = None,
-        credentials: dict[str, Any] | None = None,
-        fs_args: dict[str, Any] | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        self._fs, self._protocol, path = open_filesystem(filepath, credentials, fs_args)
-        self.metadata = metadata
-        super().__init__(
-            filepath=path,
-            version=version,
-            exists_function=self._fs.exists,
-            glob_function=self._fs.glob,
-        )
-
     def load(self) -> np.ndarray:
-        path = get_filepath_str(self._get_load_path(), self._protocol)
+        path = self._load_path()
         with self._fs.open(path, "rb") as f:
             raw = f.read()
         return decode_idx(raw, source=path)
 
     def save(self, data: np.ndarray) -> None:
-        path = get_filepath_str(self._get_save_path(), self._protocol)
         payload = encode_idx(np.asarray(data))
-        if path.endswith(".gz"):
+        if str(self._filepath).endswith(".gz"):
             buffer = io.BytesIO()
             with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
                 gz.write(payload)
             payload = buffer.getvalue()
-        write_atomically(self._fs, path, payload)
-
-    def _exists(self) -> bool:
-        try:
-            path = get_filepath_str(self._get_load_path(), self._protocol)
-        except DatasetError:
-            return False
-        return self._fs.exists(path)
-
-    def _describe(self) -> dict[str, Any]:
-        return {
-            "filepath": self._filepath,
-            "protocol": self._protocol,
-            "version": self._version,
-        }
+        self._write(payload)

@@ -25,9 +25,10 @@ class ServerNotReady(RuntimeError):
 
 
 class ScoringProcess:
-    """``python -m mnist_mlops.serving.app`` (or any server command) as a managed subprocess.
+    """``python -m mnist_mlops.serving.app`` (or any HTTP server command) as a subprocess.
 
-    Use as a context manager: entering starts it and waits for ``/ping``; leaving stops it.
+    Use as a context manager: entering starts it and waits until ``health_path`` answers;
+    leaving stops it.
     """
 
     def __init__(
@@ -39,8 +40,10 @@ class ScoringProcess:
         token: str | None = None,
         ready_timeout_s: float = 120,
         cwd: str | Path | None = None,
+        health_path: str = "/ping",
     ) -> None:
         self.command, self.port, self.token, self.cwd = command, port, token, cwd
+        self.health_path = health_path
         self.env = {
             **os.environ,
             **(env or {}),
@@ -86,7 +89,7 @@ class ScoringProcess:
                     f"its last log lines:\n{self.log_tail()}"
                 )
             try:
-                request = urllib.request.Request(f"{self.url}/ping", headers=headers)
+                request = urllib.request.Request(f"{self.url}{self.health_path}", headers=headers)
                 with urllib.request.urlopen(request, timeout=2):
                     self.ready_after_s = time.monotonic() - started
                     return

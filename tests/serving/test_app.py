@@ -12,6 +12,14 @@ import pytest
 from tests.conftest import PHOTOS
 
 
+def wait_for_lines(log, count, timeout_s=10):
+    """The request log's lines, once it has ``count`` (each is written just after its response)."""
+    deadline = time.monotonic() + timeout_s
+    while len(lines := log.read_text().splitlines()) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return lines
+
+
 def post(server, body, token="default", path="/invocations", raw=None):
     token = server["token"] if token == "default" else token
     request = urllib.request.Request(
@@ -126,9 +134,7 @@ def test_every_request_is_logged(scoring_server, images):
     post(scoring_server, {"dataframe_records": [{"image": photo, "label": 0}]})
     post(scoring_server, {"inputs": pixels[:3].tolist()})
     post(scoring_server, None, raw=b"{")
-    deadline = time.monotonic() + 10  # a line is written just after its response is sent
-    while len(lines := log.read_text().splitlines()) < logged + 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    lines = wait_for_lines(log, logged + 3)
     photo_line, batch_line, bad_line = (json.loads(line) for line in lines[-3:])
     assert photo_line["status"] == 200 and photo_line["rows"][0]["label"] == 0
     assert photo_line["model_version"] == "1" and photo_line["latency_ms"] > 0
@@ -201,9 +207,10 @@ def test_kedro_serve_command(registry_uri, tmp_path, images, token):
         served = {"url": server.url, "token": token}
         status, body = post(served, {"inputs": images[0][:2].tolist()})
         unauthenticated, _ = post(served, {"inputs": images[0][:2].tolist()}, token=None)
+        logged = wait_for_lines(tmp_path / "data" / "10_serving" / "requests.jsonl", 2)
     assert status == 200 and len(body["predictions"]) == 2
     assert unauthenticated == (401 if token else 200)
-    assert (tmp_path / "data" / "10_serving" / "requests.jsonl").read_text().count("\n") == 2
+    assert len(logged) == 2
 
 
 def test_client_prints_digit_and_confidence(scoring_server, capsys):

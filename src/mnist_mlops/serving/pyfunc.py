@@ -22,13 +22,17 @@ def to_pixels(model_input: Any) -> np.ndarray:
     """Pixels (N, 28, 28) of whatever MLflow hands the model.
 
     A DataFrame with an ``image`` column (``dataframe_records`` of base64 photos) is made
-    MNIST-like; anything else (``inputs``, ``instances``, arrays) must already be 0-255 pixels.
+    MNIST-like; a ``pixels`` column (a table scored by Spark) holds 784 pixels per row; anything
+    else (``inputs``, ``instances``, arrays) must already be 0-255 pixels.
     """
     if isinstance(model_input, pd.DataFrame):
-        if "image" in model_input.columns:
-            if model_input.empty:
+        for column in ("image", "pixels"):
+            if column in model_input.columns and model_input.empty:
                 raise InvalidInput("the batch is empty")
+        if "image" in model_input.columns:
             return np.stack([pixels_from_image(image) for image in model_input["image"]])
+        if "pixels" in model_input.columns:
+            return pixels_from_array(np.stack(model_input["pixels"].to_numpy()))
         return pixels_from_array(model_input.to_numpy())
     if isinstance(model_input, dict):
         if len(model_input) != 1:

@@ -1,0 +1,82 @@
+"""Nodes of the batch_predict pipeline: an image table scored on Spark by the production model."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from mnist_mlops.datasets import Workspace
+from mnist_mlops.pipelines.registration.registry import version_with_alias
+
+logger = logging.getLogger(__name__)
+
+# What the served pyfunc returns per image, as Spark sees it.
+PREDICTION_TYPE = "digit long, probabilities array<double>"
+
+
+def images_to_table(images: np.ndarray) -> pd.DataFrame:
+    """Make a table of an image array: one row per image, its id and its 784 pixels (0-255).
+
+    Raises:
+        ValueError: when ``images`` is not an N x 28 x 28 array of 8-bit pixels.
+    """
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+        raise ValueError(
+            f"expected N x 28 x 28 uint8 images to score, got {images.shape} {images.dtype}"
+        )
+    return pd.DataFrame(
+        {"id": np.arange(len(images), dtype=np.int64), "pixels": list(images.reshape(-1, 784))}
+    )
+
+
+def score_images(
+    images: DataFrame, production: Workspace, batch_predict: dict[str, Any]
+) -> DataFrame:
+    """Score every row of ``images`` (``id``, ``pixels``) with the model under the alias.
+
+    The model is the servable pyfunc (ONNX Runtime, no TensorFlow) run by
+    ``mlflow.pyfunc.spark_udf``: MLflow ships it to the executors, each Python worker loads it
+    once and scores Arrow batches.
+
+    Returns:
+        ``id``, ``digit``, ``confidence``, the ten ``probabilities`` and ``model_version``.
+
+    Raises:
+        ValueError: when the table lacks a column, or no version holds the alias.
+    """
+    import mlflow
+
+    missing = {"id", "pixels"} - set(images.columns)
+    if missing:
+        raise ValueError(f"the image table has no column {sorted(missing)}: {images.columns}")
+    name, alias = batch_predict["model_name"], batch_predict["alias"]
+    version = version_with_alias(production, name, alias)
+    if version is None:
+        raise ValueError(
+            f"no version of {name!r} holds the alias {alias!r} in the {production.name} "
+            "workspace: run `kedro run --pipeline deploy --env gcp` first"
+        )
+    logger.info("Scoring with models:/%s/%s (@%s) on Spark", name, version.version, alias)
+    with production.session():
+        predict = mlflow.pyfunc.spark_udf(
+            images.sparkSession,
+            f"models:/{name}/{version.version}",
+            result_type=PREDICTION_TYPE,
+            env_manager="local",
+        )
+    partitions = batch_predict["partitions"] or images.sparkSession.sparkContext.defaultParallelism
+    scored = images.repartition(partitions).select(
+        "id", predict(F.struct("pixels")).alias("prediction")
+    )
+    return scored.select(
+        "id",
+        F.col("prediction.digit").alias("digit"),
+        F.array_max("prediction.probabilities").alias("confidence"),
+        F.col("prediction.probabilities").alias("probabilities"),
+        F.lit(version.version).alias("model_version"),
+    )

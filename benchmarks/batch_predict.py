@@ -1,0 +1,98 @@
+"""Batch scoring benchmark: the 10,000 MNIST test images scored by the batch_predict node on
+local Spark, against the same pyfunc model called in one process; one run.
+
+    .venv/bin/python benchmarks/batch_predict.py [--repeats 5] [--master 'local[*]']
+
+Prints the median seconds and images/s of each, with the ratio to the one-process baseline.
+The Spark figure is the whole node (model lookup, spark_udf, the job writing parquet); the
+first Spark run, which starts the Python workers, is reported apart as the cold run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import yaml
+
+import mnist_mlops  # noqa: F401  (sets the TensorFlow environment first)
+from mnist_mlops.datasets import IDXDataset, Workspace
+from mnist_mlops.hooks import spark_conf
+from mnist_mlops.pipelines.batch_predict.nodes import images_to_table, score_images
+from mnist_mlops.pipelines.training.model import build_model
+from mnist_mlops.serving.pyfunc import log_servable_model
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "mnist-cnn"
+
+
+def timed(function) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--master", default="local[*]")
+    args = parser.parse_args()
+    images = IDXDataset(filepath=str(ROOT / "data/01_raw/mnist/t10k-images-idx3-ubyte.gz")).load()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        production = Workspace(name="production", tracking_uri=f"sqlite:///{tmp}/mlflow.db")
+        with production.session() as client:
+            mlflow.set_experiment("batch-benchmark")
+            with mlflow.start_run():
+                model = build_model("lean_cnn", {"learning_rate": 0.003, "dropout": 0.3}, 1)
+                info = log_servable_model(model, registered_model_name=NAME)
+            client.set_registered_model_alias(NAME, "production", info.registered_model_version)
+            pyfunc = mlflow.pyfunc.load_model(f"models:/{NAME}@production")
+        pixels = images.astype("float32")
+        pyfunc.predict(pixels[:64])  # warm-up
+        baseline = [timed(lambda: pyfunc.predict(pixels)) for _ in range(args.repeats)]
+
+        from pyspark.sql import SparkSession
+
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        settings = yaml.safe_load((ROOT / "conf/base/spark.yml").read_text())
+        settings.update({"spark.master": args.master, "spark.app.name": "batch-benchmark"})
+        builder = SparkSession.builder
+        for key, value in spark_conf(settings).items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
+        spark.sparkContext.setLogLevel("ERROR")
+        images_to_table(images).to_parquet(f"{tmp}/table.parquet")
+        table = spark.read.parquet(f"{tmp}/table.parquet")
+        params = {"model_name": NAME, "alias": "production", "partitions": 0}
+
+        def spark_run() -> None:
+            scored = score_images(table, production, params)
+            scored.write.mode("overwrite").parquet(f"{tmp}/predictions.parquet")
+
+        cold = timed(spark_run)
+        warm = [timed(spark_run) for _ in range(args.repeats)]
+        rows = spark.read.parquet(f"{tmp}/predictions.parquet").count()
+        spark.stop()
+    if rows != len(images):
+        raise SystemExit(f"Spark wrote {rows} predictions for {len(images)} images")
+
+    base = statistics.median(baseline)
+    print(f"{len(images)} images, median of {args.repeats}; Spark master {args.master}")
+    print(f"{'':34} {'seconds':>8} {'images/s':>9} {'ratio':>6}")
+    for label, seconds in (
+        ("pyfunc.predict, one process", base),
+        ("batch_predict node on Spark", statistics.median(warm)),
+        ("  the same, cold (first run)", cold),
+    ):
+        print(f"{label:34} {seconds:8.2f} {len(images) / seconds:9.0f} {base / seconds:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()

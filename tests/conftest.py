@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pytest
 import yaml
@@ -113,6 +114,26 @@ def decent_model(mnist_raw, tmp_path_factory):
     model = build_model("lean_cnn", hyperparameters, total_steps=1)
     model.set_weights(fit_model(dataset.load(), hyperparameters, "lean_cnn").weights)
     return model
+
+
+@pytest.fixture(scope="session")
+def registry_uri(tmp_path_factory, decent_model):
+    """A local registry holding mnist-cnn version 1 with the alias production."""
+    from mnist_mlops.serving.pyfunc import log_servable_model
+
+    root = tmp_path_factory.mktemp("serving-registry")
+    uri = f"sqlite:///{root}/mlflow.db"
+    client = mlflow.MlflowClient(uri)
+    experiment = client.create_experiment("serving", artifact_location=str(root / "artifacts"))
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        with mlflow.start_run(experiment_id=experiment):
+            log_servable_model(decent_model, registered_model_name="mnist-cnn")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    client.set_registered_model_alias("mnist-cnn", "production", "1")
+    return uri
 
 
 PHOTOS = sorted((PROJECT_ROOT / "data" / "01_raw" / "photos" / "images").glob("[0-9]_*"))

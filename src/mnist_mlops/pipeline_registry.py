@@ -13,10 +13,12 @@ def register_pipelines() -> dict[str, Pipeline]:
     version registration pushed (``deployment.enabled`` is false in conf/azure).
     """
     pipelines = find_pipelines(raise_errors=True)
-    pipelines["__default__"] = (
-        pipelines["data_prep"]
-        + pipelines["training"]
-        + pipelines["registration"]
-        + deploy.create_pipeline(after_push=True)
-    )
+    # `kedro run --pipeline X` makes Kedro find only X: the whole flow is built when it is asked.
+    if {"data_prep", "training", "registration"} <= pipelines.keys():
+        pipelines["__default__"] = (
+            pipelines["data_prep"]
+            + pipelines["training"]
+            + pipelines["registration"]
+            + deploy.create_pipeline(after_push=True)
+        )
     return pipelines

@@ -1,30 +1,10 @@
-"""A registered servable model and a real scoring server on a free port."""
+"""A real scoring server on a free port, serving the shared registry's production model."""
 
-import mlflow
 import pytest
 
 from mnist_mlops.serving.process import ScoringProcess
-from mnist_mlops.serving.pyfunc import log_servable_model
 
 TOKEN = "serving-token-for-tests"
-
-
-@pytest.fixture(scope="session")
-def registry_uri(tmp_path_factory, decent_model):
-    """A local registry holding mnist-cnn version 1 with the alias production."""
-    root = tmp_path_factory.mktemp("serving-registry")
-    uri = f"sqlite:///{root}/mlflow.db"
-    client = mlflow.MlflowClient(uri)
-    experiment = client.create_experiment("serving", artifact_location=str(root / "artifacts"))
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        with mlflow.start_run(experiment_id=experiment):
-            log_servable_model(decent_model, registered_model_name="mnist-cnn")
-    finally:
-        mlflow.set_tracking_uri(previous)
-    client.set_registered_model_alias("mnist-cnn", "production", "1")
-    return uri
 
 
 @pytest.fixture(scope="session")

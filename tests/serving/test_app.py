@@ -111,6 +111,8 @@ ONE = [[[0] * 28] * 28]
         ({"dataframe_records": [{"image": "%%%"}]}, None, 400, "not valid base64"),
         ({"dataframe_records": [{"picture": "x"}]}, None, 400, 'needs an "image"'),
         ({"inputs": ONE, "instances": ONE}, None, 400, "exactly one of"),
+        ({"inputs": ONE, "params": {"labels": [1, 2]}}, None, 400, "list of 1 digits 0-9"),
+        ({"inputs": ONE, "params": {"labels": [10]}}, None, 400, "list of 1 digits 0-9"),
         ([1, 2], None, 400, "JSON object"),
         (None, b" " * 2_000_001, 413, "over the limit"),
     ],
@@ -134,14 +136,16 @@ def test_every_request_is_logged(scoring_server, images):
     post(scoring_server, {"dataframe_records": [{"image": photo, "label": 0}]})
     post(scoring_server, {"inputs": pixels[:3].tolist()})
     post(scoring_server, None, raw=b"{")
-    lines = wait_for_lines(log, logged + 3)
-    photo_line, batch_line, bad_line = (json.loads(line) for line in lines[-3:])
+    post(scoring_server, {"inputs": pixels[:2].tolist(), "params": {"labels": [7, 2]}})
+    lines = wait_for_lines(log, logged + 4)
+    photo_line, batch_line, bad_line, labelled = (json.loads(line) for line in lines[-4:])
     assert photo_line["status"] == 200 and photo_line["rows"][0]["label"] == 0
     assert photo_line["model_version"] == "1" and photo_line["latency_ms"] > 0
     assert batch_line["batch_size"] == 3 and batch_line["rows"][0]["label"] is None
     row = batch_line["rows"][0]
     assert 0 <= row["confidence"] <= 1 and 0 < row["ink_fraction"] < 1 and row["mean_intensity"] > 0
     assert bad_line["status"] == 400 and bad_line["batch_size"] == 0
+    assert [row["label"] for row in labelled["rows"]] == [7, 2]
 
 
 def test_plain_mlflow_models_serve_works_too(registry_uri, decent_model, images):

@@ -109,7 +109,21 @@ def parse_request(body: dict[str, Any]) -> tuple[np.ndarray, list[int | None]]:
         frame, labels = _records_to_input(body["dataframe_records"])
         return to_pixels(frame), labels
     pixels = to_pixels(body[keys[0]])
-    return pixels, [None] * len(pixels)
+    return pixels, _feedback_labels(body.get("params"), len(pixels))
+
+
+def _feedback_labels(params: Any, rows: int) -> list[int | None]:
+    """The true digits a client may send with pixel arrays: ``"params": {"labels": [...]}``."""
+    labels = params.get("labels") if isinstance(params, dict) else None
+    if labels is None:
+        return [None] * rows
+    if (
+        not isinstance(labels, list)
+        or len(labels) != rows
+        or not all(isinstance(x, int) and 0 <= x <= 9 for x in labels)
+    ):
+        raise InvalidInput(f"params.labels must be a list of {rows} digits 0-9, one per image")
+    return labels
 
 
 def decode_json(raw: bytes) -> Any:

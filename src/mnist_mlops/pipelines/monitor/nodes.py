@@ -1,0 +1,136 @@
+"""Nodes of the monitor pipeline: what the server saw lately, against what the model learnt."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from scipy.stats import ks_2samp
+
+from mnist_mlops.serving.preprocessing import input_statistics
+
+logger = logging.getLogger(__name__)
+
+ROW_COLUMNS = ["digit", "confidence", "label", "mean_intensity", "ink_fraction"]
+
+
+def recent_rows(request_log: pd.DataFrame, monitoring: dict[str, Any]) -> pd.DataFrame:
+    """One row per image the server scored, the ``window_images`` most recent (0 = all).
+
+    Raises:
+        ValueError: when the log holds no scored image, or is not a request log.
+    """
+    missing = {"time", "status", "rows", "model_version"} - set(request_log.columns)
+    if missing:
+        raise ValueError(f"not a request log of the scoring server: no {sorted(missing)}")
+    scored = request_log[request_log["status"] == 200]
+    rows = [
+        {"time": str(request.time), "model_version": str(request.model_version), **row}
+        for request in scored.itertuples()
+        for row in request.rows
+    ]
+    if not rows:
+        raise ValueError("the request log holds no scored image: nothing to monitor yet")
+    frame = pd.DataFrame(rows, columns=["time", "model_version", *ROW_COLUMNS])
+    window = monitoring["window_images"]
+    return frame.tail(window).reset_index(drop=True) if window else frame
+
+
+def training_reference(
+    train_images: np.ndarray, train_labels: np.ndarray, monitoring: dict[str, Any]
+) -> pd.DataFrame:
+    """Input statistics of a seeded sample of the training images, with their labels."""
+    rng = np.random.default_rng(monitoring["seed"])
+    size = min(monitoring["reference_images"], len(train_images))
+    sample = rng.choice(len(train_images), size=size, replace=False)
+    reference = pd.DataFrame(input_statistics(train_images[sample].astype(np.float32)))
+    reference["label"] = train_labels[sample]
+    return reference
+
+
+def _class_mix(digits: pd.Series) -> np.ndarray:
+    counts = np.bincount(digits.astype(int), minlength=10)
+    return counts / counts.sum()
+
+
+def assess_drift(
+    recent: pd.DataFrame, reference: pd.DataFrame, monitoring: dict[str, Any]
+) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """Compare recent inputs and predictions with the training data; decide on retraining.
+
+    Drift of the inputs is the Kolmogorov-Smirnov statistic of mean intensity and ink fraction;
+    drift of the predictions is the total variation distance between the predicted class mix and
+    the training labels'. Low mean confidence and, on labelled feedback, low accuracy alarm too.
+    Fewer than ``min_images`` recent images raise no alarm: too little evidence.
+
+    Returns:
+        The metrics (for MLflow) and the report, whose ``retrain`` says whether to retrain.
+    """
+    thresholds = monitoring["thresholds"]
+    labelled = recent.dropna(subset=["label"])
+    metrics = {
+        "images": float(len(recent)),
+        "intensity_drift": ks_2samp(recent["mean_intensity"], reference["mean_intensity"])[0],
+        "ink_drift": ks_2samp(recent["ink_fraction"], reference["ink_fraction"])[0],
+        "class_mix_drift": 0.5
+        * np.abs(_class_mix(recent["digit"]) - _class_mix(reference["label"])).sum(),
+        "mean_confidence": recent["confidence"].mean(),
+        "labelled_images": float(len(labelled)),
+    }
+    if len(labelled):
+        metrics["feedback_accuracy"] = (labelled["digit"] == labelled["label"]).mean()
+    checks = [
+        ("intensity_drift", metrics["intensity_drift"] > thresholds["max_intensity_drift"]),
+        ("ink_drift", metrics["ink_drift"] > thresholds["max_ink_drift"]),
+        ("class_mix_drift", metrics["class_mix_drift"] > thresholds["max_class_mix_drift"]),
+        ("mean_confidence", metrics["mean_confidence"] < thresholds["min_mean_confidence"]),
+    ]
+    if len(labelled) >= thresholds["min_labelled_images"]:
+        checks.append(
+            ("feedback_accuracy", metrics["feedback_accuracy"] < thresholds["min_accuracy"])
+        )
+    enough = len(recent) >= monitoring["min_images"]
+    alarms = [name for name, crossed in checks if crossed] if enough else []
+    report = {
+        "retrain": bool(alarms),
+        "alarms": alarms,
+        "enough_evidence": enough,
+        "model_versions": sorted(recent["model_version"].unique().tolist()),
+        "window": {"first": recent["time"].iloc[0], "last": recent["time"].iloc[-1]},
+        "metrics": {name: round(float(value), 6) for name, value in metrics.items()},
+        "thresholds": thresholds,
+    }
+    if not enough:
+        logger.warning(
+            "Only %d recent images (monitoring.min_images=%d): no alarm raised",
+            len(recent),
+            monitoring["min_images"],
+        )
+    elif alarms:
+        logger.warning("Monitoring alarm on %s: retraining is due", ", ".join(alarms))
+    else:
+        logger.info("Monitoring: no drift, the served model holds")
+    return {name: {"value": float(value), "step": 0} for name, value in metrics.items()}, report
+
+
+def plot_monitoring(recent: pd.DataFrame, reference: pd.DataFrame) -> Figure:
+    """Recent inputs and predictions against the training data, in four panels."""
+    figure = Figure(figsize=(13, 3.5), layout="constrained")
+    intensity, ink, mix, confidence = figure.subplots(1, 4)
+    for axes, column in ((intensity, "mean_intensity"), (ink, "ink_fraction")):
+        bins = np.histogram_bin_edges(pd.concat([recent[column], reference[column]]), bins=30)
+        axes.hist(reference[column], bins=bins, density=True, alpha=0.5, label="training")
+        axes.hist(recent[column], bins=bins, density=True, alpha=0.5, label="recent requests")
+        axes.set(title=column.replace("_", " "), ylabel="density")
+        axes.legend()
+    digits = np.arange(10)
+    mix.bar(digits - 0.2, _class_mix(reference["label"]), 0.4, label="training labels")
+    mix.bar(digits + 0.2, _class_mix(recent["digit"]), 0.4, label="predicted")
+    mix.set(title="class mix", xticks=digits, ylabel="share")
+    mix.legend()
+    confidence.hist(recent["confidence"], bins=np.linspace(0, 1, 21), color="C2")
+    confidence.set(title="confidence of recent predictions", ylabel="images")
+    return figure

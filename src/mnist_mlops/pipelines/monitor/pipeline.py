@@ -1,0 +1,42 @@
+"""The monitor pipeline: request log and training data in, drift report and retrain flag out."""
+
+from kedro.pipeline import Pipeline, node, pipeline
+
+from mnist_mlops.pipelines.monitor.nodes import (
+    assess_drift,
+    plot_monitoring,
+    recent_rows,
+    training_reference,
+)
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return pipeline(
+        [
+            node(
+                recent_rows,
+                ["serving_request_log", "params:monitoring"],
+                "recent_requests",
+                name="recent_rows",
+            ),
+            node(
+                training_reference,
+                ["mnist_train_images", "mnist_train_labels", "params:monitoring"],
+                "training_reference",
+                name="training_reference",
+            ),
+            node(
+                assess_drift,
+                ["recent_requests", "training_reference", "params:monitoring"],
+                ["monitoring_metrics", "monitoring_report"],
+                name="assess_drift",
+            ),
+            node(
+                plot_monitoring,
+                ["recent_requests", "training_reference"],
+                "monitoring_chart",
+                name="plot_monitoring",
+            ),
+        ],
+        tags="monitor",
+    )

@@ -57,17 +57,19 @@ def test_kedro_run_trains_compares_and_tracks_every_strategy(project_dir, spark)
     mlflow.set_tracking_uri(f"sqlite:///{project_dir}/mlruns/sandbox.db")
     runs = mlflow.search_runs(experiment_names=["mnist-mlops"], output_format="list")
     by_name = {run.info.run_name: run for run in runs}
-    assert {"single_node", "local", "distributed", "custom"} <= by_name.keys()
+    strategies = ("single_node", "local", "distributed", "custom")
+    assert {f"{strategy}/lean_cnn" for strategy in strategies} <= by_name.keys()
     parent = next(run for run in runs if run.info.run_name == "__default__")
     client = mlflow.MlflowClient()
     for strategy in ("single_node", "distributed"):
-        run = by_name[strategy]
+        run = by_name[f"{strategy}/lean_cnn"]
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run.data.params["strategy"] == strategy
         assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 1
         assert run.data.metrics["images_per_s"] > 0
         assert mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model") is not None
-    assert champion["run_id"] == by_name[champion["strategy"]].info.run_id
+    champion_run = by_name[f"{champion['strategy']}/{champion['architecture']}"]
+    assert champion["run_id"] == champion_run.info.run_id
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"strategy_comparison.csv", "strategy_comparison.png", "champion.json"} <= artifacts
 

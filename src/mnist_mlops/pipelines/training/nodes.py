@@ -287,7 +287,8 @@ def plot_strategy_comparison(*results: NodeResult) -> Figure:
         [r.label for r in trained], [r.metrics["images_per_s"] for r in trained], color="C1"
     )
     throughput.set(title="Training throughput", ylabel="images / s")
-    throughput.tick_params(axis="x", labelrotation=30)
+    for label in throughput.get_xticklabels():  # "custom/original_cnn" and the like: long
+        label.set(rotation=30, horizontalalignment="right", rotation_mode="anchor")
     return figure
 
 

@@ -31,6 +31,7 @@ def test_kedro_run_trains_compares_and_tracks_every_strategy(project_dir, spark)
         "data_prep": {"max_train_images": 640, "validation_images": 300},
         "training": {
             "strategies": "single_node+local+distributed+custom",
+            "architectures": "lean_cnn+original_cnn",  # custom trains both
             "hyperparameters": {"epochs": 1, "batch_size": 64, "learning_rate": 0.003},
         },
         "registration": {"min_test_accuracy": 0.3},
@@ -44,7 +45,14 @@ def test_kedro_run_trains_compares_and_tracks_every_strategy(project_dir, spark)
         session.run()
 
     comparison = pd.read_csv(project_dir / "data/08_reporting/strategy_comparison.csv")
-    assert sorted(comparison["strategy"]) == ["custom", "distributed", "local", "single_node"]
+    rows = comparison[["strategy", "architecture"]].itertuples(index=False, name=None)
+    assert sorted(rows) == [
+        ("custom", "lean_cnn"),
+        ("custom", "original_cnn"),
+        ("distributed", "lean_cnn"),
+        ("local", "lean_cnn"),
+        ("single_node", "lean_cnn"),
+    ]
     assert (comparison["test_accuracy"] > 0.4).all()
     assert comparison.set_index("strategy").loc["single_node", "speedup_vs_single_node"] == 1
     assert (project_dir / "data/08_reporting/strategy_comparison.png").stat().st_size > 10_000
@@ -57,17 +65,20 @@ def test_kedro_run_trains_compares_and_tracks_every_strategy(project_dir, spark)
     mlflow.set_tracking_uri(f"sqlite:///{project_dir}/mlruns/sandbox.db")
     runs = mlflow.search_runs(experiment_names=["mnist-mlops"], output_format="list")
     by_name = {run.info.run_name: run for run in runs}
-    assert {"single_node", "local", "distributed", "custom"} <= by_name.keys()
+    strategies = ("single_node", "local", "distributed", "custom")
+    assert {f"{strategy}/lean_cnn" for strategy in strategies} <= by_name.keys()
+    assert "custom/original_cnn" in by_name
     parent = next(run for run in runs if run.info.run_name == "__default__")
     client = mlflow.MlflowClient()
     for strategy in ("single_node", "distributed"):
-        run = by_name[strategy]
+        run = by_name[f"{strategy}/lean_cnn"]
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run.data.params["strategy"] == strategy
         assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 1
         assert run.data.metrics["images_per_s"] > 0
         assert mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model") is not None
-    assert champion["run_id"] == by_name[champion["strategy"]].info.run_id
+    champion_run = by_name[f"{champion['strategy']}/{champion['architecture']}"]
+    assert champion["run_id"] == champion_run.info.run_id
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"strategy_comparison.csv", "strategy_comparison.png", "champion.json"} <= artifacts
 

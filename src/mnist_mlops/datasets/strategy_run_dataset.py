@@ -1,4 +1,4 @@
-"""A Kedro dataset that records a strategy's training result as its own MLflow run."""
+"""A Kedro dataset that records a strategy's training results, each as its own MLflow run."""
 
 from __future__ import annotations
 
@@ -9,13 +9,17 @@ from kedro.io import AbstractDataset, DatasetError
 
 from mnist_mlops.pipelines.training.result import SkippedStrategy, TrainingResult
 
+Result = TrainingResult | SkippedStrategy
 
-class StrategyRunDataset(AbstractDataset[TrainingResult | SkippedStrategy, Any]):
-    """Logs a :class:`TrainingResult` as an MLflow run named after its strategy.
 
-    The run is nested in the run kedro-mlflow opened for the pipeline, so ``mlflow ui`` shows the
-    strategies side by side, each with its parameters, per-epoch metrics, evaluation, timing and
-    model. Loading returns the result saved in this session, with its ``run_id``.
+class StrategyRunDataset(AbstractDataset[Result | list[Result], Any]):
+    """Logs each :class:`TrainingResult` as an MLflow run named ``strategy/architecture``.
+
+    A strategy node saves one result, or a list of them (the custom strategy trains each of
+    ``training.architectures``): each becomes its own run. The runs are nested in the run
+    kedro-mlflow opened for the pipeline, so ``mlflow ui`` shows them side by side, each with its
+    parameters, per-epoch metrics, evaluation, timing and model. Loading returns what was saved
+    in this session, each result with its ``run_id``.
 
     Example catalog entry (a dataset factory)::
 
@@ -25,21 +29,30 @@ class StrategyRunDataset(AbstractDataset[TrainingResult | SkippedStrategy, Any])
 
     def __init__(self, *, artifact_path: str = "model", metadata: dict[str, Any] | None = None):
         self._artifact_path = artifact_path
-        self._result: TrainingResult | SkippedStrategy | None = None
+        self._result: Result | list[Result] | None = None
         self.metadata = metadata
 
-    def save(self, data: TrainingResult | SkippedStrategy) -> None:
+    def save(self, data: Result | list[Result]) -> None:
+        if isinstance(data, list):
+            self._result = [self._log(result) for result in data]
+        else:
+            self._result = self._log(data)
+
+    def _log(self, data: Result) -> Result:
         if isinstance(data, SkippedStrategy):
-            self._result = data
-            return
+            return data
         import mlflow
         import mlflow.tensorflow
         from mlflow.entities import Metric
 
         nested = mlflow.active_run() is not None
-        with mlflow.start_run(run_name=data.strategy, nested=nested) as run:
+        with mlflow.start_run(run_name=data.label, nested=nested) as run:
             mlflow.set_tags(
-                {"mnist.strategy": data.strategy, "mnist.worker_pids": str(data.worker_pids)}
+                {
+                    "mnist.strategy": data.strategy,
+                    "mnist.architecture": data.architecture,
+                    "mnist.worker_pids": str(data.worker_pids),
+                }
             )
             mlflow.log_params(data.params)
             timestamp = int(run.info.start_time)
@@ -51,9 +64,9 @@ class StrategyRunDataset(AbstractDataset[TrainingResult | SkippedStrategy, Any])
             mlflow.tracking.MlflowClient().log_batch(run.info.run_id, metrics=history)
             mlflow.log_metrics(data.metrics)
             mlflow.tensorflow.log_model(data.model, name=self._artifact_path)
-        self._result = dataclasses.replace(data, run_id=run.info.run_id)
+        return dataclasses.replace(data, run_id=run.info.run_id)
 
-    def load(self) -> TrainingResult | SkippedStrategy:
+    def load(self) -> Result | list[Result]:
         if self._result is None:
             raise DatasetError(
                 "No training result in this session: run the training pipeline (its strategy "

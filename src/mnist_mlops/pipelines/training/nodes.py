@@ -16,6 +16,7 @@ from mnist_mlops.pipelines.training.fit import COMMUNICATIONS, FitOutcome, fit_m
 from mnist_mlops.pipelines.training.result import (
     SkippedStrategy,
     TrainingResult,
+    selected_architectures,
     selected_strategies,
 )
 from mnist_mlops.pipelines.training.spark_runner import run_with_runner
@@ -23,6 +24,8 @@ from mnist_mlops.pipelines.training.spark_runner import run_with_runner
 logger = logging.getLogger(__name__)
 
 Result = TrainingResult | SkippedStrategy
+# What a strategy node returns: one result, or one per architecture (the custom strategy).
+NodeResult = Result | list[Result]
 
 
 def use_gpu(requested: bool, distributed: bool) -> bool:
@@ -49,21 +52,31 @@ def use_gpu(requested: bool, distributed: bool) -> bool:
     return available
 
 
+def _selected(strategy: str, training: dict[str, Any]) -> bool:
+    if strategy in selected_strategies(training["strategies"]):
+        return True
+    logger.info("Strategy %s is not in training.strategies: skipped", strategy)
+    return False
+
+
 def _train(
     strategy: str,
     model_input: ArrayBundle,
     training: dict[str, Any],
     launch: Callable[[dict[str, Any], bool], FitOutcome],
     workers: int,
+    architecture: str | None = None,
 ) -> Result:
-    """Run ``launch`` if ``strategy`` is selected, then evaluate its model in the driver."""
-    if strategy not in selected_strategies(training["strategies"]):
-        logger.info("Strategy %s is not in training.strategies: skipped", strategy)
+    """Run ``launch`` if ``strategy`` is selected, then evaluate its model in the driver.
+
+    ``architecture`` is the model ``launch`` trains; ``training.architecture`` when not given.
+    """
+    if not _selected(strategy, training):
         return SkippedStrategy(strategy)
     from mnist_mlops.pipelines.training.model import build_model
 
     hyperparameters = training["hyperparameters"]
-    architecture = training["architecture"]
+    architecture = architecture or training["architecture"]
     logger.info("Training %s with %s on %d worker(s)", architecture, strategy, workers)
     started_at = time.time()
     gpu = use_gpu(training["use_gpu"], distributed=strategy in ("distributed", "custom"))
@@ -92,8 +105,9 @@ def _train(
         "images_per_s": steady_images / steady_s,
     }
     logger.info(
-        "%s: test accuracy %.4f, %.0f images/s, %.1f s in all",
+        "%s/%s: test accuracy %.4f, %.0f images/s, %.1f s in all",
         strategy,
+        architecture,
         test_accuracy,
         metrics["images_per_s"],
         metrics["wall_time_s"],
@@ -168,20 +182,30 @@ def train_distributed(model_input: ArrayBundle, training: dict[str, Any]) -> Res
     )
 
 
-def train_custom(model_input: ArrayBundle, training: dict[str, Any]) -> Result:
+def train_custom(model_input: ArrayBundle, training: dict[str, Any]) -> list[Result]:
     """Train with ``custom_strategy=True``: each task builds its own
-    ``MultiWorkerMirroredStrategy`` with the configured collective communication."""
+    ``MultiWorkerMirroredStrategy`` with the configured collective communication.
+
+    Trains each of ``training.architectures`` in turn, so the comparison shows them side by side.
+
+    Returns:
+        One result per architecture, in the configured order (one skip when not selected).
+
+    Raises:
+        ValueError: for an unknown communication or architecture.
+    """
     custom = training["custom"]
     if custom["communication"] not in COMMUNICATIONS:
         raise ValueError(
             f"training.custom.communication={custom['communication']!r}: "
             f"choose one of {list(COMMUNICATIONS)}"
         )
-    return _train(
-        "custom",
-        model_input,
-        training,
-        lambda hp, gpu: run_with_runner(
+    architectures = selected_architectures(training["architectures"])
+    if not _selected("custom", training):
+        return [SkippedStrategy("custom")]
+
+    def launch(architecture: str) -> Callable[[dict[str, Any], bool], FitOutcome]:
+        return lambda hp, gpu: run_with_runner(
             fit_model,
             num_slots=custom["num_slots"],
             local_mode=False,
@@ -190,22 +214,34 @@ def train_custom(model_input: ArrayBundle, training: dict[str, Any]) -> Result:
             timeout_s=training["timeout_s"],
             bundle=model_input,
             hyperparameters=hp,
-            architecture=training["architecture"],
+            architecture=architecture,
             communication=custom["communication"],
-        ),
-        workers=custom["num_slots"],
-    )
+        )
+
+    return [
+        _train(
+            "custom",
+            model_input,
+            training,
+            launch(architecture),
+            workers=custom["num_slots"],
+            architecture=architecture,
+        )
+        for architecture in architectures
+    ]
 
 
-def _trained(results: tuple[Result, ...]) -> list[TrainingResult]:
-    trained = [r for r in results if isinstance(r, TrainingResult)]
+def _trained(results: tuple[NodeResult, ...]) -> list[TrainingResult]:
+    """The trained results of every strategy node, lists (one per architecture) flattened."""
+    flat = [r for result in results for r in (result if isinstance(result, list) else [result])]
+    trained = [r for r in flat if isinstance(r, TrainingResult)]
     if not trained:
         raise ValueError("No strategy was trained: check training.strategies")
     return trained
 
 
-def compare_strategies(*results: Result) -> pd.DataFrame:
-    """Tabulate efficacy and efficiency of every trained strategy.
+def compare_strategies(*results: NodeResult) -> pd.DataFrame:
+    """Tabulate efficacy and efficiency of every trained strategy and architecture, one row each.
 
     Speed-up is images per second against ``single_node`` (empty when it did not run).
     """
@@ -234,25 +270,32 @@ def compare_strategies(*results: Result) -> pd.DataFrame:
     return comparison
 
 
-def plot_strategy_comparison(*results: Result) -> Figure:
-    """Draw validation accuracy per epoch and training throughput of each strategy."""
+def plot_strategy_comparison(*results: NodeResult) -> Figure:
+    """Draw validation accuracy per epoch and training throughput of each strategy.
+
+    Each result is labelled ``strategy/architecture`` (e.g. ``custom/original_cnn``).
+    """
     trained = _trained(results)
     figure = Figure(figsize=(11, 4), layout="constrained")
     curves, throughput = figure.subplots(1, 2)
     for r in trained:
         epochs = range(1, len(r.history["val_accuracy"]) + 1)
-        curves.plot(epochs, r.history["val_accuracy"], marker="o", label=r.strategy)
+        curves.plot(epochs, r.history["val_accuracy"], marker="o", label=r.label)
     curves.set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy")
     curves.legend()
     throughput.bar(
-        [r.strategy for r in trained], [r.metrics["images_per_s"] for r in trained], color="C1"
+        [r.label for r in trained], [r.metrics["images_per_s"] for r in trained], color="C1"
     )
     throughput.set(title="Training throughput", ylabel="images / s")
+    for label in throughput.get_xticklabels():  # "custom/original_cnn" and the like: long
+        label.set(rotation=30, horizontalalignment="right", rotation_mode="anchor")
     return figure
 
 
-def select_champion(*results: Result) -> tuple[Any, dict[str, Any]]:
+def select_champion(*results: NodeResult) -> tuple[Any, dict[str, Any]]:
     """Pick the best validation accuracy, then the highest throughput among equals.
+
+    Every trained result competes, each custom architecture included.
 
     Returns:
         The champion's model and a summary (strategy, MLflow run, parameters, metrics).
@@ -264,7 +307,7 @@ def select_champion(*results: Result) -> tuple[Any, dict[str, Any]]:
     )
     logger.info(
         "Champion: %s (validation accuracy %.4f, test accuracy %.4f)",
-        champion.strategy,
+        champion.label,
         champion.metrics["validation_accuracy"],
         champion.metrics["test_accuracy"],
     )

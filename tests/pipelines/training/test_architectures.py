@@ -1,0 +1,132 @@
+"""The custom strategy trains each of ``training.architectures``; the report shows them all."""
+
+import os
+
+import mlflow
+import numpy as np
+import pytest
+import yaml
+
+from mnist_mlops.datasets import StrategyRunDataset
+from mnist_mlops.pipelines.training.nodes import (
+    compare_strategies,
+    plot_strategy_comparison,
+    select_champion,
+    train_custom,
+)
+from mnist_mlops.pipelines.training.result import (
+    SkippedStrategy,
+    TrainingResult,
+    selected_architectures,
+)
+from mnist_mlops.settings import CONFIG_LOADER_ARGS, CONFIG_LOADER_CLASS
+from tests.conftest import PROJECT_ROOT
+
+# What the other strategy nodes return when only custom is selected: the pipeline passes these.
+SKIPPED = tuple(SkippedStrategy(s) for s in ("single_node", "local", "distributed"))
+
+
+@pytest.fixture(scope="module")
+def custom_results(spark, small_model_input) -> list[TrainingResult]:
+    """Both architectures through the custom strategy: one epoch on a few hundred images."""
+    with open(PROJECT_ROOT / "conf" / "base" / "parameters_training.yml") as f:
+        training = yaml.safe_load(f)["training"]
+    training["hyperparameters"].update(epochs=1, batch_size=64)
+    training["architectures"] = "lean_cnn+original_cnn"  # the command-line form
+    return train_custom(small_model_input, training)
+
+
+def _conv_layers(model) -> int:
+    return sum(type(layer).__name__ == "Conv2D" for layer in model.layers)
+
+
+def test_custom_trains_each_architecture_on_two_executors(custom_results, small_model_input):
+    assert [r.architecture for r in custom_results] == ["lean_cnn", "original_cnn"]
+    assert [r.strategy for r in custom_results] == ["custom", "custom"]
+    # Each result holds its own architecture's model: the original has three conv layers.
+    assert [_conv_layers(r.model) for r in custom_results] == [2, 3]
+    images = small_model_input.load()["test_images"][:50].astype(np.float32)
+    for result in custom_results:
+        assert result.params["architecture"] == result.architecture
+        assert result.params["workers"] == 2
+        assert len(set(result.worker_pids)) == 2 and os.getpid() not in result.worker_pids
+        assert result.model.predict(images, verbose=0).shape == (50, 10)
+        assert result.metrics["test_accuracy"] > 0.4  # one epoch on 640 images; chance is 10%
+
+
+def test_comparison_has_one_row_per_strategy_and_architecture(custom_results):
+    comparison = compare_strategies(*SKIPPED, custom_results)
+    assert comparison[["strategy", "architecture"]].values.tolist() == [
+        ["custom", "lean_cnn"],
+        ["custom", "original_cnn"],
+    ]
+    assert comparison["test_accuracy"].tolist() == [
+        r.metrics["test_accuracy"] for r in custom_results
+    ]
+
+
+def test_chart_labels_each_architecture(custom_results):
+    figure = plot_strategy_comparison(*SKIPPED, custom_results)
+    curves, throughput = figure.axes
+    labels = ["custom/lean_cnn", "custom/original_cnn"]
+    assert [text.get_text() for text in curves.get_legend().get_texts()] == labels
+    assert [tick.get_text() for tick in throughput.get_xticklabels()] == labels
+
+
+def test_each_architecture_is_its_own_run_and_the_champion_one_of_them(custom_results):
+    dataset = StrategyRunDataset()
+    dataset.save(custom_results)
+    logged = dataset.load()
+    assert [r.architecture for r in logged] == ["lean_cnn", "original_cnn"]
+    runs = {r.architecture: mlflow.get_run(r.run_id) for r in logged}
+    for architecture, run in runs.items():
+        assert run.info.run_name == f"custom/{architecture}"
+        assert run.data.tags["mnist.architecture"] == architecture
+        assert run.data.params["architecture"] == architecture
+
+    model, champion = select_champion(*SKIPPED, logged)
+    winner = next(r for r in logged if r.run_id == champion["run_id"])
+    assert model is winner.model
+    assert (champion["strategy"], champion["architecture"]) == ("custom", winner.architecture)
+    best = max(r.metrics["validation_accuracy"] for r in logged)
+    assert round(winner.metrics["validation_accuracy"], 4) == round(best, 4)
+
+
+def test_unknown_architecture_is_refused_with_the_valid_names(small_model_input, quick_training):
+    quick_training["architectures"] = "lean_cnn+resnet50"
+    with pytest.raises(
+        ValueError,
+        match=r"training\.architectures='lean_cnn\+resnet50': choose one or more of "
+        r"\['lean_cnn', 'original_cnn'\]; unknown: \['resnet50'\]",
+    ):
+        train_custom(small_model_input, quick_training)
+
+
+def test_unselected_custom_strategy_is_skipped(small_model_input, quick_training):
+    quick_training["strategies"] = "single_node"
+    quick_training["architectures"] = ["lean_cnn", "original_cnn"]
+    assert train_custom(small_model_input, quick_training) == [SkippedStrategy("custom")]
+
+
+def test_yaml_list_and_plus_joined_names_parse_alike():
+    assert selected_architectures(["lean_cnn", "original_cnn"]) == ["lean_cnn", "original_cnn"]
+    assert selected_architectures("lean_cnn + original_cnn") == ["lean_cnn", "original_cnn"]
+    with pytest.raises(ValueError, match="choose one or more of"):
+        selected_architectures([])
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"), [("local", ["lean_cnn"]), ("azure", ["lean_cnn", "original_cnn"])]
+)
+def test_the_sandbox_compares_both_architectures_the_default_run_one(env, expected, tmp_path):
+    # A copy without conf/local: personal overrides must not change what is tested here.
+    conf = tmp_path / "conf"
+    for name in ("base", env):
+        (conf / name).mkdir(parents=True)
+        source = PROJECT_ROOT / "conf" / name / "parameters_training.yml"
+        if source.exists():
+            (conf / name / "parameters_training.yml").write_text(source.read_text())
+    loader = CONFIG_LOADER_CLASS(str(conf), env=env, **CONFIG_LOADER_ARGS)
+    training = loader["parameters"]["training"]
+    assert training["architectures"] == expected
+    assert training["architecture"] == "lean_cnn"  # the other strategies: the champion's

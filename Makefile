@@ -33,6 +33,7 @@ lint: setup
 	$(UV) run --frozen actionlint
 
 test: lint  ## ruff, then the whole test suite
+	@scripts/ensure_chromium.sh
 	$(UV) run --frozen pytest $(ARGS)
 
 format: setup

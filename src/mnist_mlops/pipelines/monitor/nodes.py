@@ -39,7 +39,7 @@ def recent_rows(request_log: pd.DataFrame, monitoring: dict[str, Any]) -> pd.Dat
     return frame.tail(window).reset_index(drop=True) if window else frame
 
 
-def training_reference(
+def describe_training_images(
     train_images: np.ndarray, train_labels: np.ndarray, monitoring: dict[str, Any]
 ) -> pd.DataFrame:
     """Input statistics of a seeded sample of the training images, with their labels."""

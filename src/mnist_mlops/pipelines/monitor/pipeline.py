@@ -4,9 +4,9 @@ from kedro.pipeline import Pipeline, node, pipeline
 
 from mnist_mlops.pipelines.monitor.nodes import (
     assess_drift,
+    describe_training_images,
     plot_monitoring,
     recent_rows,
-    training_reference,
 )
 
 
@@ -20,10 +20,10 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="recent_rows",
             ),
             node(
-                training_reference,
+                describe_training_images,
                 ["mnist_train_images", "mnist_train_labels", "params:monitoring"],
                 "training_reference",
-                name="training_reference",
+                name="describe_training_images",
             ),
             node(
                 assess_drift,

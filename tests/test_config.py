@@ -48,3 +48,12 @@ def test_environment_spark_settings_extend_base(conf):
     spark = _load(conf, "azure", "spark")
     assert spark["spark.app.name"] == "mnist-mlops-sandbox"
     assert spark["spark.task.maxFailures"] == 1  # from base: soft merge
+
+
+@pytest.mark.parametrize("env", ["local", "gcp"])
+def test_the_server_writes_the_request_log_monitoring_reads(conf, env, monkeypatch):
+    monkeypatch.setenv("MNIST_REQUEST_LOG", "/mnt/logs/requests.jsonl")
+    serving = _load(conf, env, "parameters")["serving"]
+    catalog = _load(conf, env, "catalog")
+    assert serving["request_log"] == catalog["serving_request_log"]["filepath"]
+    assert serving["request_log"] == "/mnt/logs/requests.jsonl"

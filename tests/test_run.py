@@ -98,3 +98,14 @@ def test_kedro_run_trains_compares_and_tracks_every_strategy(project_dir, spark)
     }
     report = json.loads((project_dir / "data/08_reporting/deployment_report.json").read_text())
     assert report["production"] == "1" and report["latency_p50_ms"] > 0
+
+    # Batch scoring with the model just promoted: `kedro run --pipeline batch_predict --env gcp`.
+    with KedroSession.create(
+        project_path=project_dir, conf_source=str(PROJECT_ROOT / "conf"), env="gcp"
+    ) as session:
+        session.run(pipeline_name="batch_predict")
+    predictions = pd.read_parquet(project_dir / "data/07_model_output/batch_predictions.parquet")
+    assert sorted(predictions["id"]) == list(range(10_000))
+    assert set(predictions["model_version"]) == {"1"}
+    assert predictions["probabilities"].map(len).eq(10).all()
+    assert predictions["confidence"].between(0, 1).all()

@@ -78,5 +78,5 @@ def score_images(
         F.col("prediction.digit").alias("digit"),
         F.array_max("prediction.probabilities").alias("confidence"),
         F.col("prediction.probabilities").alias("probabilities"),
-        F.lit(version.version).alias("model_version"),
+        F.lit(str(version.version)).alias("model_version"),
     )

@@ -104,6 +104,8 @@ def main() -> None:
 
     def record(name: str, measure) -> None:
         result = measure()
+        if isinstance(result, list):  # the custom strategy: one result per architecture
+            (result,) = result
         metrics = result.metrics if hasattr(result, "metrics") else result
         runs.setdefault(name, []).append(metrics)
         speed, startup = metrics["images_per_s"], metrics["startup_s"]

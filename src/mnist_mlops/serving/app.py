@@ -135,6 +135,17 @@ def decode_json(raw: bytes) -> Any:
         return json.loads(raw)
 
 
+UNAUTHORIZED = "missing or wrong bearer token"
+
+
+def _error_payload(status: HTTPStatus, message: str) -> dict[str, str]:
+    return {"error_code": status.name, "message": message}
+
+
+def _failure(status: HTTPStatus, message: str) -> tuple[HTTPStatus, dict[str, str], list]:
+    return status, _error_payload(status, message), []
+
+
 class ScoringHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections
     # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and the
@@ -154,21 +165,18 @@ class ScoringHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _error(self, status: HTTPStatus, message: str) -> None:
-        self._send(status, {"error_code": status.name, "message": message})
+        self._send(status, _error_payload(status, message))
 
     def _authorized(self) -> bool:
         token = self.server.token
         if not token:
             return True
         given = self.headers.get("Authorization", "")
-        expected = f"Bearer {token}"
-        if hmac.compare_digest(given.encode(), expected.encode()):
-            return True
-        self._error(HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token")
-        return False
+        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
     def do_GET(self) -> None:
         if not self._authorized():
+            self._error(HTTPStatus.UNAUTHORIZED, UNAUTHORIZED)
             return
         loaded = self.server.loaded
         if self.path in ("/ping", "/health"):
@@ -187,7 +195,8 @@ class ScoringHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         started = time.perf_counter()
-        status, rows = self._score()
+        status, payload, rows = self._score()
+        # Logged before the answer goes out: a request its client saw answered is on record.
         self.server.request_log.write(
             {
                 "time": datetime.now(UTC).isoformat(),
@@ -198,59 +207,53 @@ class ScoringHandler(BaseHTTPRequestHandler):
                 "rows": rows,
             }
         )
+        self._send(status, payload)
 
-    def _score(self) -> tuple[int, list[dict[str, Any]]]:
+    def _score(self) -> tuple[HTTPStatus, dict[str, Any], list[dict[str, Any]]]:
+        """Read and score the request: the status, the answer and one log row per image."""
         length = self.headers.get("Content-Length")
         if self.path != "/invocations":
             self._drain(length)
-            self._error(HTTPStatus.NOT_FOUND, f"no route {self.path}")
-            return HTTPStatus.NOT_FOUND, []
+            return _failure(HTTPStatus.NOT_FOUND, f"no route {self.path}")
         if not self._authorized():
             self._drain(length)
-            return HTTPStatus.UNAUTHORIZED, []
+            return _failure(HTTPStatus.UNAUTHORIZED, UNAUTHORIZED)
         if length is None or not length.isdigit():
-            self._error(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
             self.close_connection = True
-            return HTTPStatus.LENGTH_REQUIRED, []
+            return _failure(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
         if int(length) > self.server.max_body_bytes:
-            self._error(
+            self.close_connection = True  # the body is not read: the connection cannot be reused
+            return _failure(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 f"body of {length} bytes is over the limit of {self.server.max_body_bytes}",
             )
-            self.close_connection = True  # the body is not read: the connection cannot be reused
-            return HTTPStatus.REQUEST_ENTITY_TOO_LARGE, []
         raw = self.rfile.read(int(length))
         try:
             body = decode_json(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            self._error(HTTPStatus.BAD_REQUEST, f"invalid JSON: {exc}")
-            return HTTPStatus.BAD_REQUEST, []
+            return _failure(HTTPStatus.BAD_REQUEST, f"invalid JSON: {exc}")
         try:
             pixels, labels = parse_request(body)
             probabilities = self.server.loaded.model.probabilities(pixels)
         except InvalidInput as exc:
-            self._error(HTTPStatus.BAD_REQUEST, str(exc))
-            return HTTPStatus.BAD_REQUEST, []
+            return _failure(HTTPStatus.BAD_REQUEST, str(exc))
         except Exception:
             logger.exception("scoring failed")
-            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "the model failed on this input")
-            return HTTPStatus.INTERNAL_SERVER_ERROR, []
+            return _failure(HTTPStatus.INTERNAL_SERVER_ERROR, "the model failed on this input")
         digits = probabilities.argmax(axis=1)
-        self._send(
-            HTTPStatus.OK,
-            {
-                "predictions": [
-                    {"digit": int(d), "probabilities": p.round(6).tolist()}
-                    for d, p in zip(digits, probabilities, strict=True)
-                ]
-            },
-        )
-        return HTTPStatus.OK, [
+        answer = {
+            "predictions": [
+                {"digit": int(d), "probabilities": p.round(6).tolist()}
+                for d, p in zip(digits, probabilities, strict=True)
+            ]
+        }
+        rows = [
             {"digit": int(d), "confidence": float(p[d]), "label": label, **stats}
             for d, p, label, stats in zip(
                 digits, probabilities, labels, input_statistics(pixels), strict=True
             )
         ]
+        return HTTPStatus.OK, answer, rows
 
     def _drain(self, length: str | None) -> None:
         if length and length.isdigit() and int(length) <= self.server.max_body_bytes:

@@ -1,6 +1,7 @@
 """A real Spark standalone cluster, and `kedro run --env azure` training across its workers."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -37,15 +38,23 @@ def scratch_project(root: Path) -> Path:
     return project
 
 
-def kedro_train(*params: str) -> list[str]:
-    """`kedro run --env azure` of data_prep and distributed training, on the cluster."""
+def kedro_train(*params: str, to_nodes: str | None = "select_champion") -> list[str]:
+    """`kedro run --env azure` with distributed training on the cluster, up to ``to_nodes``
+    (data_prep and training by default; None: the whole flow, registration included)."""
     arguments = ",".join(["training.strategies=distributed", *params])
+    scope = ["--to-nodes", to_nodes] if to_nodes else []
     return [str(Path(sys.executable).parent / "kedro"), "run", "--env", "azure",
-            "--to-nodes", "select_champion", "--params", arguments]  # fmt: skip
+            *scope, "--params", arguments]  # fmt: skip
 
 
 def environment(cluster: Cluster) -> dict[str, str]:
-    return {**os.environ, "SPARK_MASTER": cluster.master_url, "KEDRO_DISABLE_TELEMETRY": "true"}
+    # COLUMNS: wide enough that Kedro's rich log does not wrap the errors the tests look for.
+    return {
+        **os.environ,
+        "SPARK_MASTER": cluster.master_url,
+        "KEDRO_DISABLE_TELEMETRY": "true",
+        "COLUMNS": "200",
+    }
 
 
 def test_distributed_training_runs_on_both_workers(cluster, tmp_path):
@@ -132,7 +141,11 @@ def test_a_lost_executor_fails_the_node_quickly_and_the_run_is_marked_failed(clu
     assert run.returncode != 0
     assert time.monotonic() - killed_at < 120  # bounded: no hang on the lost peer
     assert "DistributedTrainingError" in output and "executor" in output.lower()
+    assert_failed_and_nothing_registered(project)
 
+
+def assert_failed_and_nothing_registered(project: Path) -> None:
+    """The run is marked failed in MLflow, and no model reached either registry."""
     client = mlflow.MlflowClient(f"sqlite:///{project}/mlruns/sandbox.db")
     runs = client.search_runs(
         [client.get_experiment_by_name("mnist-mlops").experiment_id],
@@ -140,3 +153,58 @@ def test_a_lost_executor_fails_the_node_quickly_and_the_run_is_marked_failed(clu
     )
     assert runs[0].info.status == "FAILED"
     assert not (project / "data" / "06_models" / "champion.keras").exists()
+    for store in ("sandbox", "production"):
+        database = project / "mlruns" / f"{store}.db"
+        if database.exists():
+            registry = mlflow.MlflowClient(f"sqlite:///{database}")
+            assert registry.search_registered_models() == [], store
+
+
+# `kedro run` in a driver whose training function raises in the worker of rank 1 only. Defined
+# in __main__, the function travels to the workers by value; fit_model is looked up at run time.
+FAILING_RANK_1 = """
+import json, os, sys
+from kedro.framework.cli import main
+from mnist_mlops.pipelines.training import fit, nodes
+
+def fit_model_failing_on_rank_1(**kwargs):
+    if json.loads(os.environ["TF_CONFIG"])["task"]["index"] == 1:
+        raise ValueError("rank 1 cannot read its shard")
+    return fit.fit_model(**kwargs)
+
+nodes.fit_model = fit_model_failing_on_rank_1
+sys.exit(main())
+"""
+
+
+def test_a_worker_raising_fails_the_node_quickly_and_names_the_worker(cluster, tmp_path):
+    project = scratch_project(tmp_path)
+    command = kedro_train(
+        "data_prep.max_train_images=640",
+        "training.hyperparameters.epochs=1",
+        "training.hyperparameters.batch_size=64",
+        "training.timeout_s=300",
+        "registration.min_test_accuracy=0",  # without the fault, the run would register
+        to_nodes=None,
+    )
+    started_at = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", FAILING_RANK_1, *command[1:]],
+        cwd=project,
+        env=environment(cluster),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    elapsed = time.monotonic() - started_at
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert elapsed < 150, elapsed  # well under training.timeout_s: rank 0 is not waited for
+    # The driver's error names the worker, its executor and its exception.
+    assert re.search(
+        r"DistributedTrainingError: worker 1 \(executor \d+ at [\w.-]+:\d+, pid \d+ on "
+        r".*\) failed with ValueError: rank 1 cannot read its shard",
+        output,
+    ), output[-5000:]
+    assert "did not finish within" not in output
+    assert_failed_and_nothing_registered(project)

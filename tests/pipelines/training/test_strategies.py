@@ -68,7 +68,8 @@ def test_unknown_strategy_is_refused(small_model_input, quick_training):
 def test_a_failing_worker_surfaces_its_own_error(spark):
     # A lambda travels by value, so the worker runs it and it raises there.
     with pytest.raises(
-        DistributedTrainingError, match=r"worker \(pid \d+ on .*ValueError: .*shard 3"
+        DistributedTrainingError,
+        match=r"worker [01] \(executor \d+ at [\w.]+:\d+, pid \d+ on .*ValueError: .*shard 3",
     ):
         run_with_runner(
             lambda: int("shard 3"),

@@ -31,11 +31,31 @@ class _ReportingTrainFn:
         try:
             return self.train_fn(**kwargs)
         except Exception as exc:
-            where = f"pid {os.getpid()} on {socket.gethostname()}"
             detail = "".join(traceback.format_exception(exc)[-6:])
             raise RuntimeError(
-                f"{_BEGIN}worker ({where}) failed with {type(exc).__name__}: {exc}\n{detail}{_END}"
+                f"{_BEGIN}{_this_worker()} failed with {type(exc).__name__}: {exc}\n{detail}{_END}"
             ) from exc
+
+
+def _this_worker() -> str:
+    """Which worker this is: its rank (the Spark partition), its executor and its process.
+
+    The driver learns none of it from a failed barrier stage ("barrier task ResultTask(0, 1)
+    finished unsuccessfully"), so the worker says it in its error.
+    """
+    from pyspark import BarrierTaskContext, TaskContext
+
+    process = f"pid {os.getpid()} on {socket.gethostname()}"
+    task = TaskContext.get()
+    if task is None:  # local mode: the function runs in the driver
+        return f"worker in the driver ({process})"
+    rank = task.partitionId()
+    # A Python worker is told no executor id; a standalone executor's log URL carries it.
+    found = re.search(r"[?&]executorId=([^&]+)", os.environ.get("SPARK_LOG_URL_STDERR", ""))
+    executor = f"executor {found.group(1)}" if found else "executor"
+    if isinstance(task, BarrierTaskContext):  # as the runner's tasks are
+        executor += f" at {task.getTaskInfos()[rank].address}"
+    return f"worker {rank} ({executor}, {process})"
 
 
 def run_with_runner(
@@ -54,9 +74,9 @@ def run_with_runner(
     that died or hangs in a collective must not hang the pipeline.
 
     Raises:
-        DistributedTrainingError: with the worker's exception and the end of its traceback when a
-            worker raised, Spark's reason when the job failed otherwise (a lost executor is named
-            there), or the timeout.
+        DistributedTrainingError: naming the worker (rank, executor, pid) with its exception and
+            the end of its traceback when a worker raised, Spark's reason when the job failed
+            otherwise (a lost executor is named there), or the timeout.
     """
     from spark_tensorflow_distributor import MirroredStrategyRunner
 

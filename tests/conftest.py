@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -95,7 +96,13 @@ def spark():
             SparkSession.getActiveSession() and SparkSession.getActiveSession().stop()
             time.sleep(2)
     yield session
+    app = session.sparkContext.applicationId
     session.stop()
+    # local-cluster executors work in $SPARK_HOME/work/<app>, inside the venv: clean it up.
+    import pyspark
+
+    spark_home = os.environ.get("SPARK_HOME") or Path(pyspark.__file__).parent
+    shutil.rmtree(Path(spark_home) / "work" / app, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

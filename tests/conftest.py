@@ -33,6 +33,13 @@ def _isolated_mlflow(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow-default.db")
     for name in ("AZURE", "GCP"):
         monkeypatch.delenv(f"{name}_MLFLOW_TRACKING_URI", raising=False)
+    yield
+    # MLflow's current run and URI are process-wide: one test's leftovers break the next ones.
+    leaked = mlflow.active_run()
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)
+    assert leaked is None, f"the test left MLflow run {leaked.info.run_name!r} active"
 
 
 @pytest.fixture(scope="session")

@@ -136,6 +136,7 @@ def decode_json(raw: bytes) -> Any:
 
 
 UNAUTHORIZED = "missing or wrong bearer token"
+LINGER_S = 2.0
 
 
 def _error_payload(status: HTTPStatus, message: str) -> dict[str, str]:
@@ -208,6 +209,20 @@ class ScoringHandler(BaseHTTPRequestHandler):
             }
         )
         self._send(status, payload)
+        if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
+            self._discard_body()
+
+    def _discard_body(self) -> None:
+        """Read and drop the unread body of a refused request, for a few seconds at most: closing
+        with data unread resets the connection, and the client, still sending, would see
+        "connection reset" instead of the 413."""
+        self.connection.settimeout(LINGER_S)
+        deadline = time.monotonic() + LINGER_S
+        try:
+            while time.monotonic() < deadline and self.rfile.read1(1 << 16):
+                pass
+        except OSError:
+            pass
 
     def _score(self) -> tuple[HTTPStatus, dict[str, Any], list[dict[str, Any]]]:
         """Read and score the request: the status, the answer and one log row per image."""

@@ -39,6 +39,7 @@ def _isolated_mlflow(tmp_path, monkeypatch):
     while mlflow.active_run():
         mlflow.end_run()
     mlflow.set_tracking_uri(None)
+    mlflow.tracking.fluent._active_experiment_id = None  # set_experiment has no public undo
     assert leaked is None, f"the test left MLflow run {leaked.info.run_name!r} active"
 
 

@@ -16,14 +16,19 @@ def test_session_scopes_credentials_and_uris(tmp_path, monkeypatch):
         tracking_uri=f"sqlite:///{tmp_path}/production.db",
         credentials={"MLFLOW_TRACKING_USERNAME": "prod", "MLFLOW_TRACKING_PASSWORD": "pw-123"},
     ).load()
+    sandbox_experiment = mlflow.set_experiment("sandbox-experiment").experiment_id
     with workspace.session() as client:
         assert os.environ["MLFLOW_TRACKING_USERNAME"] == "prod"
         assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "pw-123"
         assert mlflow.get_registry_uri() == workspace.tracking_uri
         client.create_registered_model("m")
+        client.create_experiment("another")
+        assert mlflow.set_experiment("production-experiment").experiment_id != sandbox_experiment
     assert os.environ["MLFLOW_TRACKING_USERNAME"] == "sandbox-user"
     assert "MLFLOW_TRACKING_PASSWORD" not in os.environ
     assert (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) == before
+    with mlflow.start_run() as run:  # in the experiment that was active before the block
+        assert run.info.experiment_id == sandbox_experiment
 
 
 def test_errors_name_the_workspace_without_secrets(tmp_path):

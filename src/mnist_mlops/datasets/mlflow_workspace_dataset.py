@@ -93,13 +93,16 @@ class Workspace:
             "MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.timeout_s),
         }
         # MLflow keeps its current URIs in module globals mirrored into environment variables:
-        # save both exactly, so that leaving the block restores what was there, even "unset".
+        # save both exactly, so that leaving the block restores what was there, even "unset";
+        # the same for the active experiment, an id that means nothing in another workspace.
+        from mlflow.tracking import fluent
         from mlflow.tracking._model_registry import utils as registry_state
         from mlflow.tracking._tracking_service import utils as tracking_state
 
         with _SCOPE_LOCK:
             saved = {name: os.environ.get(name) for name in [*scoped, *_URI_VARIABLES]}
             saved_uris = tracking_state._tracking_uri, registry_state._registry_uri
+            saved_experiment = fluent._active_experiment_id
             _set_environment(scoped)
             mlflow.set_tracking_uri(self.tracking_uri)
             mlflow.set_registry_uri(self.registry_uri or self.tracking_uri)
@@ -115,6 +118,7 @@ class Workspace:
             finally:
                 _set_environment(saved)
                 tracking_state._tracking_uri, registry_state._registry_uri = saved_uris
+                fluent._active_experiment_id = saved_experiment
 
 
 def _set_environment(values: dict[str, str | None]) -> None:

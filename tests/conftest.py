@@ -33,6 +33,7 @@ def _isolated_mlflow(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow-default.db")
     for name in ("AZURE", "GCP"):
         monkeypatch.delenv(f"{name}_MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)  # mlflow.set_experiment sets it
     yield
     # MLflow's current run and URI are process-wide: one test's leftovers break the next ones.
     leaked = mlflow.active_run()

@@ -27,6 +27,7 @@ def test_session_scopes_credentials_and_uris(tmp_path, monkeypatch):
     assert os.environ["MLFLOW_TRACKING_USERNAME"] == "sandbox-user"
     assert "MLFLOW_TRACKING_PASSWORD" not in os.environ
     assert (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) == before
+    assert os.environ["MLFLOW_EXPERIMENT_ID"] == sandbox_experiment
     with mlflow.start_run() as run:  # in the experiment that was active before the block
         assert run.info.experiment_id == sandbox_experiment
 

@@ -20,7 +20,8 @@ CREDENTIAL_VARIABLES = (
     "MLFLOW_TRACKING_PASSWORD",
     "MLFLOW_TRACKING_TOKEN",
 )
-_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+# Where fluent calls go: the URIs, and the experiment mlflow.set_experiment makes active.
+_STATE_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID")
 _SCOPE_LOCK = threading.RLock()
 
 
@@ -100,7 +101,7 @@ class Workspace:
         from mlflow.tracking._tracking_service import utils as tracking_state
 
         with _SCOPE_LOCK:
-            saved = {name: os.environ.get(name) for name in [*scoped, *_URI_VARIABLES]}
+            saved = {name: os.environ.get(name) for name in [*scoped, *_STATE_VARIABLES]}
             saved_uris = tracking_state._tracking_uri, registry_state._registry_uri
             saved_experiment = fluent._active_experiment_id
             _set_environment(scoped)

@@ -120,6 +120,8 @@ def test_a_lost_executor_fails_the_node_quickly_and_the_run_is_marked_failed(clu
         kedro_train(
             "data_prep.max_train_images=30000",
             "training.hyperparameters.epochs=20",
+            "registration.min_test_accuracy=0",  # had training finished, it would register
+            to_nodes=None,
         ),
         cwd=project,
         env=environment(cluster),
@@ -135,12 +137,17 @@ def test_a_lost_executor_fails_the_node_quickly_and_the_run_is_marked_failed(clu
     time.sleep(3)
     executor = _executor_of(cluster.worker_pids()[0])
     assert executor is not None
+    arguments = (Path("/proc") / str(executor) / "cmdline").read_bytes().split(b"\0")
+    executor_id = arguments[arguments.index(b"--executor-id") + 1].decode()
     os.kill(executor, signal.SIGKILL)
     killed_at = time.monotonic()
     output, _ = run.communicate(timeout=300)
     assert run.returncode != 0
     assert time.monotonic() - killed_at < 120  # bounded: no hang on the lost peer
-    assert "DistributedTrainingError" in output and "executor" in output.lower()
+    # The driver's error names the executor that was lost.
+    assert re.search(
+        rf"DistributedTrainingError: .* executor {executor_id} was lost \(.*code 137\)", output
+    ), output[-5000:]
     assert_failed_and_nothing_registered(project)
 
 

@@ -15,6 +15,9 @@ _BEGIN, _END = "<<mnist-worker-error>>", "<</mnist-worker-error>>"
 _WORKER_ERROR = re.compile(re.escape(_BEGIN) + r"(.*?)" + re.escape(_END), re.DOTALL)
 _PYTHON_ERROR = re.compile(r"^(\w+(?:Error|Exception|Interrupt): .*)$", re.MULTILINE)
 _SPARK_REASON = re.compile(r"Job aborted due to stage failure: (.*)$", re.MULTILINE)
+_EXECUTOR_LOST = re.compile(
+    r"ExecutorLostFailure \(executor (\S+) exited[^)]*\) Reason: (.*?)\)?$", re.M
+)
 
 
 class DistributedTrainingError(RuntimeError):
@@ -76,7 +79,7 @@ def run_with_runner(
     Raises:
         DistributedTrainingError: naming the worker (rank, executor, pid) with its exception and
             the end of its traceback when a worker raised, Spark's reason when the job failed
-            otherwise (a lost executor is named there), or the timeout.
+            otherwise (naming a lost executor), or the timeout.
     """
     from spark_tensorflow_distributor import MirroredStrategyRunner
 
@@ -104,6 +107,11 @@ def run_with_runner(
         found = _WORKER_ERROR.search(str(exc))
         if found:
             raise DistributedTrainingError(found.group(1).strip()) from None
+        lost = _EXECUTOR_LOST.search(str(exc))
+        if lost:
+            raise DistributedTrainingError(
+                f"Spark training job failed: executor {lost.group(1)} was lost ({lost.group(2)})"
+            ) from exc
         # The worker failed outside the training function (e.g. unpickling it): quote the last
         # Python exception of its traceback, else Spark's reason for aborting the job.
         python_errors = _PYTHON_ERROR.findall(str(exc))

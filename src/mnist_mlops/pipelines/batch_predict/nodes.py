@@ -69,10 +69,9 @@ def score_images(
             result_type=PREDICTION_TYPE,
             env_manager="local",
         )
-    partitions = batch_predict["partitions"] or images.sparkSession.sparkContext.defaultParallelism
-    scored = images.repartition(partitions).select(
-        "id", predict(F.struct("pixels")).alias("prediction")
-    )
+    if batch_predict["partitions"]:
+        images = images.repartition(batch_predict["partitions"])
+    scored = images.select("id", predict(F.struct("pixels")).alias("prediction"))
     return scored.select(
         "id",
         F.col("prediction.digit").alias("digit"),

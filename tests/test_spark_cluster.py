@@ -1,11 +1,13 @@
 """A real Spark standalone cluster, and `kedro run --env azure` training across its workers."""
 
+import http.server
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -92,6 +94,27 @@ def test_down_is_safe_when_nothing_runs(tmp_path):
     cluster = Cluster(state_dir=tmp_path / "none", port=free_port(), webui_port=free_port())
     cluster.down()
     assert cluster.status() is None
+
+
+def test_a_master_still_serving_html_is_not_up_yet(tmp_path):
+    """While it starts, the master's web UI answers /json/ with its HTML page."""
+
+    class HtmlPage(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"<!DOCTYPE html><html></html>")
+
+        def log_message(self, *args):
+            pass
+
+    page = http.server.HTTPServer(("127.0.0.1", 0), HtmlPage)
+    threading.Thread(target=page.serve_forever, daemon=True).start()
+    try:
+        cluster = Cluster(state_dir=tmp_path, port=free_port(), webui_port=page.server_port)
+        assert cluster.status() is None
+    finally:
+        page.shutdown()
 
 
 def _children(pid: int) -> list[int]:

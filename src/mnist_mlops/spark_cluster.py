@@ -38,13 +38,16 @@ class Cluster:
         return f"spark://127.0.0.1:{self.port}"
 
     def status(self) -> dict | None:
-        """The master's view (``aliveworkers``, ``workers``...), or None when it is down."""
+        """The master's view (``aliveworkers``, ``workers``...), or None when it is down.
+
+        A master still starting may answer ``/json/`` with its HTML page: not up yet either.
+        """
         try:
             with urllib.request.urlopen(
                 f"http://127.0.0.1:{self.webui_port}/json/", timeout=2
             ) as r:
                 return json.load(r)
-        except OSError:
+        except (OSError, ValueError):
             return None
 
     def _spawn(self, name: str, arguments: list[str]) -> None:

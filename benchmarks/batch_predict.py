@@ -11,9 +11,7 @@ first Spark run, which starts the Python workers, is reported apart as the cold 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +21,7 @@ import yaml
 
 import mnist_mlops  # noqa: F401  (sets the TensorFlow environment first)
 from mnist_mlops.datasets import IDXDataset, Workspace
-from mnist_mlops.hooks import spark_conf
+from mnist_mlops.hooks import start_spark
 from mnist_mlops.pipelines.batch_predict.nodes import images_to_table, score_images
 from mnist_mlops.pipelines.training.model import build_model
 from mnist_mlops.serving.pyfunc import log_servable_model
@@ -58,15 +56,9 @@ def main() -> None:
         pyfunc.predict(pixels[:64])  # warm-up
         baseline = [timed(lambda: pyfunc.predict(pixels)) for _ in range(args.repeats)]
 
-        from pyspark.sql import SparkSession
-
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         settings = yaml.safe_load((ROOT / "conf/base/spark.yml").read_text())
         settings.update({"spark.master": args.master, "spark.app.name": "batch-benchmark"})
-        builder = SparkSession.builder
-        for key, value in spark_conf(settings).items():
-            builder = builder.config(key, value)
-        spark = builder.getOrCreate()
+        spark = start_spark(settings)
         spark.sparkContext.setLogLevel("ERROR")
         images_to_table(images).to_parquet(f"{tmp}/table.parquet")
         table = spark.read.parquet(f"{tmp}/table.parquet")

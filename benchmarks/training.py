@@ -11,9 +11,7 @@ standalone cluster (one core each).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +20,7 @@ import yaml
 
 import mnist_mlops  # noqa: F401  (sets the TensorFlow environment first)
 from mnist_mlops.datasets import ArrayBundleDataset, IDXDataset
-from mnist_mlops.hooks import spark_conf
+from mnist_mlops.hooks import start_spark
 from mnist_mlops.pipelines.data_prep.nodes import split_train_validation
 from mnist_mlops.pipelines.training import nodes
 from mnist_mlops.pipelines.training.model import build_model
@@ -66,14 +64,8 @@ def plain_fit(arrays: dict, hyperparameters: dict, architecture: str) -> dict[st
 
 
 def spark_session(master: str):
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     settings = yaml.safe_load((ROOT / "conf" / "base" / "spark.yml").read_text())
-    builder = SparkSession.builder
-    for key, value in spark_conf({**settings, "spark.master": master}).items():
-        builder = builder.config(key, value)
-    return builder.getOrCreate()
+    return start_spark({**settings, "spark.master": master})
 
 
 def main() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +18,7 @@ os.environ["DO_NOT_TRACK"] = "1"
 
 import mnist_mlops
 from mnist_mlops.datasets import ArrayBundle, ArrayBundleDataset, IDXDataset, Workspace
-from mnist_mlops.hooks import spark_conf
+from mnist_mlops.hooks import start_spark
 from mnist_mlops.pipelines.data_prep.nodes import split_train_validation
 from tests.mlflow_servers import MlflowServer
 
@@ -86,17 +85,12 @@ def spark():
     """A real Spark ``local-cluster``: a master and two single-core executor JVMs."""
     from pyspark.sql import SparkSession
 
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     with open(PROJECT_ROOT / "conf" / "base" / "spark.yml") as f:
         settings = yaml.safe_load(f)
     settings.update({"spark.master": "local-cluster[2,1,1024]", "spark.app.name": "mnist-tests"})
-    conf = spark_conf(settings)
     for attempt in range(2):  # the local-cluster occasionally fails to start: retry once
-        builder = SparkSession.builder
-        for key, value in conf.items():
-            builder = builder.config(key, value)
         try:
-            session = builder.getOrCreate()
+            session = start_spark(settings)
             session.sparkContext.parallelize(range(2), 2).count()  # executors are up
             break
         except Exception:

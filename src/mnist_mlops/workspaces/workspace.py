@@ -118,15 +118,15 @@ class Workspace:
             raise self.error(exc) from self.scrubbed(exc)
 
     def download(self, artifact_uri: str, dst_path: str | None = None) -> str:
-        """Download ``models:/...``, ``runs:/...`` or artifact URIs of this workspace."""
+        """Download ``models:/<name>/<version>``, ``models:/<name>@<alias>``, ``models:/<id>``
+        or an artifact URI of this workspace; the local path."""
         import mlflow
 
-        with self.session():
+        with self.session() as client:
             return mlflow.artifacts.download_artifacts(
-                artifact_uri=artifact_uri,
+                artifact_uri=_artifact_location(client, artifact_uri),
                 dst_path=dst_path or tempfile.mkdtemp(prefix=f"{self.name}-"),
                 tracking_uri=self.tracking_uri,
-                registry_uri=self.registry_uri or self.tracking_uri,
             )
 
     def load_pyfunc(self, model_uri: str) -> Any:
@@ -167,3 +167,24 @@ class Workspace:
         auth.bind(self.tracking_uri, self.credentials)
         if self.registry_uri:
             auth.bind(self.registry_uri, self.credentials)
+
+
+def _artifact_location(client: Any, uri: str) -> str:
+    """Where the artifacts behind a ``models:/`` URI are, asked of ``client``'s workspace.
+
+    MLflow's own resolution of ``models:/`` looks the model up in the process-wide registry,
+    whatever registry URI the download is given: resolving here keeps it in this workspace.
+    """
+    if not uri.startswith("models:/"):
+        return uri
+    reference = uri.removeprefix("models:/")
+    if "@" in reference:
+        name, alias = reference.split("@", 1)
+        uri = client.get_model_version_download_uri(
+            name, client.get_model_version_by_alias(name, alias).version
+        )
+    elif "/" in reference:
+        uri = client.get_model_version_download_uri(*reference.split("/", 1))
+    if uri.startswith("models:/"):  # a logged model (models:/m-...)
+        return client.get_logged_model(uri.removeprefix("models:/")).artifact_location
+    return uri

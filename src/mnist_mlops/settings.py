@@ -3,9 +3,9 @@
 from omegaconf.resolvers import oc
 
 from mnist_mlops.config_loader import LocalSecretsConfigLoader
-from mnist_mlops.hooks import SparkHooks
+from mnist_mlops.hooks import RunSummaryHooks, SparkHooks, TensorFlowHooks
 
-HOOKS = (SparkHooks(),)
+HOOKS = (TensorFlowHooks(), SparkHooks(), RunSummaryHooks())
 
 CONFIG_LOADER_CLASS = LocalSecretsConfigLoader
 CONFIG_LOADER_ARGS = {

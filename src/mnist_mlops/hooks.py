@@ -155,3 +155,20 @@ def _batch_scores(catalog: CatalogProtocol) -> run_summary.BatchScores:
         unsure=int(row["unsure"] or 0),
         digits=digits,
     )
+
+
+class WorkspaceHooks:
+    """Binds each workspace's credentials to its own MLflow server (``globals.yml`` names the
+    workspaces, ``credentials.yml`` holds their secrets), and bounds MLflow's HTTP retries."""
+
+    @hook_impl(tryfirst=True)  # before kedro-mlflow's hook first calls the home workspace
+    def after_context_created(self, context: KedroContext) -> None:
+        from mnist_mlops.workspaces import auth
+
+        workspaces = context.config_loader["globals"].get("workspaces", {})
+        credentials = context.config_loader["credentials"]
+        for workspace in workspaces.values():
+            auth.bind(workspace["tracking_uri"], credentials.get(workspace["credentials"], {}))
+        # MLflow's defaults (7 retries, exponential backoff) hide a stopped store for minutes.
+        for variable, value in context.config_loader["globals"].get("mlflow_http", {}).items():
+            os.environ.setdefault(variable, str(value))

@@ -37,6 +37,7 @@ def to_pixels(model_input: Any) -> np.ndarray:
     else (``inputs``, ``instances``, arrays) must already be 0-255 pixels.
     """
     if isinstance(model_input, pd.DataFrame):
+        model_input = model_input.drop(columns="label", errors="ignore")  # feedback, not pixels
         for column in ("image", "pixels"):
             if column in model_input.columns and model_input.empty:
                 raise InvalidInput("the batch is empty")
@@ -70,12 +71,19 @@ class MnistDigitModel(mlflow.pyfunc.PythonModel):
         self._session = onnxruntime.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
         self._input_name = self._session.get_inputs()[0].name
 
+    def prepare(self, model_input: Any) -> np.ndarray:
+        """Validated pixels (N, 28, 28) of a model input, by this model's own preprocessing.
+
+        The scoring server calls it so that a version swapped in brings its preprocessing along.
+        """
+        return to_pixels(model_input)
+
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """Softmax outputs (N, 10) for validated pixels (N, 28, 28)."""
         return self._session.run(None, {self._input_name: pixels.astype(np.float32)})[0]
 
     def predict(self, context: Any, model_input, params: dict | None = None) -> pd.DataFrame:
-        probabilities = self.probabilities(to_pixels(model_input))
+        probabilities = self.probabilities(self.prepare(model_input))
         return pd.DataFrame(
             {
                 "digit": probabilities.argmax(axis=1).astype(np.int64),

@@ -6,7 +6,6 @@ import mlflow
 import numpy as np
 import pytest
 
-from mnist_mlops.datasets import WorkspaceError
 from mnist_mlops.pipelines.registration.nodes import (
     GateError,
     evaluate_candidate,
@@ -15,6 +14,7 @@ from mnist_mlops.pipelines.registration.nodes import (
     register_in_sandbox,
 )
 from mnist_mlops.pipelines.registration.registry import LINEAGE_TAG
+from mnist_mlops.workspaces import WorkspaceError
 from tests.conftest import workspace
 
 DATA_REPORT = {"sha256": {"test_images": "ab" * 32}}
@@ -102,11 +102,13 @@ def test_wrong_password_fails_clearly_and_registers_nothing(
 
 
 def test_production_down_then_back(
-    servers, sandbox_run, tiny_model, small_model_input, registration_params
+    servers, sandbox_run, tiny_model, small_model_input, registration_params, monkeypatch
 ):
     _, sandbox_version = _register(servers, tiny_model, small_model_input, registration_params)
     sandbox = workspace(servers["sandbox"], "sandbox")
-    production = workspace(servers["production"], "production", max_retries=0, timeout_s=5)
+    production = workspace(servers["production"], "production")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     servers["production"].stop()
     try:
         with pytest.raises(WorkspaceError, match=r"'production'.*(Connection|connect)"):

@@ -17,9 +17,10 @@ os.environ["KEDRO_DISABLE_TELEMETRY"] = "true"
 os.environ["DO_NOT_TRACK"] = "1"
 
 import mnist_mlops
-from mnist_mlops.datasets import ArrayBundle, ArrayBundleDataset, IDXDataset, Workspace
+from mnist_mlops.datasets import ArrayBundle, ArrayBundleDataset, IDXDataset
 from mnist_mlops.hooks import start_spark
 from mnist_mlops.pipelines.data_prep.nodes import split_train_validation
+from mnist_mlops.workspaces import Workspace
 from tests.mlflow_servers import MlflowServer
 
 PROJECT_ROOT = Path(mnist_mlops.__file__).resolve().parents[2]

@@ -51,7 +51,9 @@ class MlflowServer:
             "MLFLOW_AUTH_CONFIG_PATH": str(self.ini),
             "MLFLOW_FLASK_SERVER_SECRET_KEY": "tests-only-secret",
         }
-        self.process = ScoringProcess(command, port=self.port, env=env, health_path="/health")
+        self.process = ScoringProcess(
+            command, port=self.port, env=env, health_path="/health", ready_timeout_s=300
+        )  # a shared 2-core machine once took over 120 s
         self.process.start()
 
     def stop(self) -> None:

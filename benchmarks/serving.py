@@ -29,6 +29,9 @@ from mnist_mlops.pipelines.training.model import build_model
 from mnist_mlops.serving.process import ScoringProcess, free_port
 from mnist_mlops.serving.pyfunc import log_servable_model
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from preprocessing import report as report_preprocessing
+
 RAW = Path(__file__).resolve().parents[1] / "data" / "01_raw" / "mnist"
 
 
@@ -76,6 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    report_preprocessing()  # the picture path's own cost, before the servers
     images = IDXDataset(filepath=str(RAW / "t10k-images-idx3-ubyte.gz")).load().astype(float)
     hyperparameters = {"learning_rate": 0.003, "dropout": 0.3}
     model = build_model("lean_cnn", hyperparameters, total_steps=1)  # timing needs no training

@@ -7,6 +7,7 @@ from mnist_mlops.datasets.mlflow_workspace_dataset import (
     Workspace,
     WorkspaceError,
 )
+from mnist_mlops.datasets.request_log_dataset import RequestLogDataset
 from mnist_mlops.datasets.strategy_run_dataset import StrategyRunDataset
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "ArrayBundleDataset",
     "IDXDataset",
     "MlflowWorkspaceDataset",
+    "RequestLogDataset",
     "StrategyRunDataset",
     "Workspace",
     "WorkspaceError",

@@ -3,6 +3,7 @@
 from mnist_mlops.datasets.array_bundle_dataset import ArrayBundle, ArrayBundleDataset
 from mnist_mlops.datasets.idx_dataset import IDXDataset
 from mnist_mlops.datasets.mlflow_workspace_dataset import MlflowWorkspaceDataset
+from mnist_mlops.datasets.picture_set_dataset import PictureSetDataset
 from mnist_mlops.datasets.strategy_run_dataset import StrategyRunDataset
 
 # The type MlflowWorkspaceDataset loads, importable from here too.
@@ -13,6 +14,7 @@ __all__ = [
     "ArrayBundleDataset",
     "IDXDataset",
     "MlflowWorkspaceDataset",
+    "PictureSetDataset",
     "StrategyRunDataset",
     "Workspace",
     "WorkspaceError",

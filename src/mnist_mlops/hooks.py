@@ -115,7 +115,27 @@ class RunSummaryHooks:
     def after_pipeline_run(
         self, run_params: dict[str, Any], pipeline: Pipeline, catalog: CatalogProtocol
     ) -> None:
-        produced = pipeline.all_outputs()
+        self._summarise(run_params, pipeline, catalog)
+
+    # A run stopped by a rejected candidate still says what it trained and why it stopped.
+    @hook_impl(tryfirst=True)
+    def on_pipeline_error(
+        self,
+        error: Exception,
+        run_params: dict[str, Any],
+        pipeline: Pipeline,
+        catalog: CatalogProtocol,
+    ) -> None:
+        self._summarise(run_params, pipeline, catalog, error)
+
+    def _summarise(
+        self,
+        run_params: dict[str, Any],
+        pipeline: Pipeline,
+        catalog: CatalogProtocol,
+        error: Exception | None = None,
+    ) -> None:
+        produced = pipeline.all_outputs() if error is None else set()
         reports = {
             what: str(catalog.get(name)._describe()["filepath"])
             for name, what in run_summary.REPORTS.items()
@@ -129,7 +149,7 @@ class RunSummaryHooks:
         )
         batch = _batch_scores(catalog) if "batch_predictions" in produced else None
         text = run_summary.render(
-            title, self._outputs, self._params.get("registration", {}), reports, batch
+            title, self._outputs, self._params.get("registration", {}), reports, batch, error
         )
         if text:
             catalog.save("run_summary", text)

@@ -29,6 +29,8 @@ def sandbox_version(local_workspaces, monkeypatch):
     """A model version registered in the sandbox (an untrained CNN: pushing is what is tested)."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    # The server keeps retrying a stopped object store for minutes: the client stops waiting.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     sandbox = _workspace(local_workspaces["sandbox"])
     hyperparameters = {"epochs": 1, "batch_size": 64, "learning_rate": 0.001}
     hyperparameters.update(dropout=0.0, shift_px=0, seed=1)

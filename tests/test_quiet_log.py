@@ -26,6 +26,8 @@ ALLOWED_WARNINGS = {
     # while they load, before any log configuration exists; absl prefixes it with this notice.
     # Neither TF_CPP_MIN_LOG_LEVEL (even 3) nor anything else in-process reaches it (measured).
     r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$",
+    # Not a warning: Spark says at which level its log starts.
+    r'^Setting default log level to "WARN"\.$',
     # The JVM announces the incubator module Spark 4 itself adds to its command line.
     r"^WARNING: Using incubator modules: jdk\.incubator\.vector$",
     # pip's pyspark ships no native Hadoop library; the Java fallback is what every pip user runs.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 from pathlib import Path
 
 import click
@@ -50,6 +52,7 @@ def serve(
 
     from mnist_mlops.serving.server import serve as serve_model
     from mnist_mlops.serving.settings import validate_settings
+    from mnist_mlops.workspaces.workspace import CREDENTIAL_VARIABLES
 
     bootstrap_project(Path.cwd())
     with KedroSession.create(env=env, runtime_params=params) as session:
@@ -61,8 +64,14 @@ def serve(
         token = context.config_loader["credentials"].get("serving", {}).get("token") or None
     model_uri = model_uri or f"models:/{settings.model_name}@{settings.alias}"
     click.echo(f"Serving {model_uri} from {workspace.display_uri}")
-    with workspace.session():  # the workers inherit this workspace's registry and credentials
-        serve_model(settings, model_uri, token)
+    # This process and its workers (which inherit its environment) serve the production
+    # workspace alone: its URIs and credentials, and no other MLFLOW_* credential, are theirs.
+    for variable in CREDENTIAL_VARIABLES:
+        os.environ.pop(variable, None)
+    os.environ.update(
+        {k: v for k, v in workspace.subprocess_env().items() if k.startswith("MLFLOW_")}
+    )
+    serve_model(settings, model_uri, token)
 
 
 @cli.command("spark-cluster")
@@ -73,3 +82,29 @@ def spark_cluster(action: str, workers: int) -> None:
     from mnist_mlops.spark_cluster import main
 
     main([action, "--workers", str(workers)])
+
+
+@cli.command("workspaces")
+@click.argument("action", type=click.Choice(["up", "down", "status"]))
+@click.option("--purge", is_flag=True, help="With down: delete every store's data and secrets.")
+def workspaces(action: str, purge: bool) -> None:
+    """Start, stop or show the two workspaces as local services (MLflow with basic-auth,
+    PostgreSQL, Azure Blob or GCS): see docs/workspaces.md.
+
+    \b
+    status prints the variables to export (eval "$(kedro workspaces status)").
+    """
+    from mnist_mlops.workspaces import local
+
+    if action == "up":
+        seconds = local.up()
+        click.echo(f"# workspaces up in {seconds:.1f} s; their variables:", err=True)
+    elif action == "down":
+        local.down(purge=purge)
+        click.echo("# workspaces stopped" + (", state deleted" if purge else ""), err=True)
+        return
+    for workspace in local.load_workspaces().values():
+        state = ", ".join(f"{k} {'up' if v else 'DOWN'}" for k, v in workspace.status().items())
+        click.echo(f"# {workspace.name} at {workspace.uri}: {state}", err=True)
+    for name, value in local.variables().items():
+        click.echo(f"export {name}={shlex.quote(value)}")

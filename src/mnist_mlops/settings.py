@@ -3,16 +3,18 @@
 from omegaconf.resolvers import oc
 
 from mnist_mlops.config_loader import LocalSecretsConfigLoader
-from mnist_mlops.hooks import SparkHooks
+from mnist_mlops.hooks import RunSummaryHooks, SparkHooks, TensorFlowHooks, WorkspaceHooks
+from mnist_mlops.workspaces import local_artifact_location
 
-HOOKS = (SparkHooks(),)
+HOOKS = (WorkspaceHooks(), TensorFlowHooks(), SparkHooks(), RunSummaryHooks())
 
 CONFIG_LOADER_CLASS = LocalSecretsConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
     # URIs, Spark master and credentials come from environment variables in every config file.
-    "custom_resolvers": {"oc.env": oc.env},
+    # local_artifacts: where a local store keeps artifacts (null for a server: mlflow.yml).
+    "custom_resolvers": {"oc.env": oc.env, "local_artifacts": local_artifact_location},
     "config_patterns": {
         "spark": ["spark*", "spark*/**"],
     },

@@ -41,11 +41,14 @@ class ScoringProcess:
         ready_timeout_s: float = 120,
         cwd: str | Path | None = None,
         health_path: str = "/ping",
+        inherit_env: bool = True,
     ) -> None:
+        """``inherit_env=False``: ``env`` is the whole environment (a workspace's
+        ``subprocess_env()``), so nothing of this process's credentials reaches the server."""
         self.command, self.port, self.token, self.cwd = command, port, token, cwd
         self.health_path = health_path
         self.env = {
-            **os.environ,
+            **(os.environ if inherit_env else {}),
             **(env or {}),
             # `mlflow models serve --env-manager local` needs this venv's executables.
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",

@@ -3,9 +3,11 @@
 from omegaconf.resolvers import oc
 
 from mnist_mlops.config_loader import LocalSecretsConfigLoader
-from mnist_mlops.hooks import SparkHooks
+from mnist_mlops.hooks import ParameterHooks, SparkHooks, TypedParamsMlflowHook
 
-HOOKS = (SparkHooks(),)
+HOOKS = (ParameterHooks(), SparkHooks(), TypedParamsMlflowHook())
+# Its hook is registered above, as TypedParamsMlflowHook: it logs typed parameters flattened.
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)  # its distribution name, as Kedro matches it
 
 CONFIG_LOADER_CLASS = LocalSecretsConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -10,7 +10,9 @@ from kedro_datasets.partitions import PartitionedDataset
 
 from mnist_mlops.pipelines.deploy import create_pipeline
 from mnist_mlops.pipelines.deploy.nodes import DeploymentError
+from mnist_mlops.pipelines.deploy.parameters import DeploymentParameters
 from mnist_mlops.pipelines.registration.nodes import push_to_production, register_in_sandbox
+from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
 from mnist_mlops.serving.pyfunc import log_servable_model
 from tests.conftest import PHOTOS, workspace
 
@@ -46,7 +48,12 @@ def push(servers, decent_model, monkeypatch):
             "strategy": "single_node",
             "strategy_run_id": None,
         }
-        registration = {"model_name": NAME, "production_experiment": "pushed-models"}
+        registration = RegistrationParameters(
+            model_name=NAME,
+            min_test_accuracy=0.0,
+            max_regression=1.0,
+            production_experiment="pushed-models",
+        )
         sandbox = workspace(servers["sandbox"], "sandbox")
         sandbox_version = register_in_sandbox(
             candidate, {"test_accuracy": 0.985}, {"sha256": {}}, sandbox, registration
@@ -66,7 +73,7 @@ def deploy(servers, small_model_input, **params):
             "digit_photos": PartitionedDataset(
                 path=str(PHOTOS[0].parent), dataset="pillow.ImageDataset"
             ),
-            "params:deployment": MemoryDataset({**PARAMS, **params}),
+            "params:deployment": MemoryDataset(DeploymentParameters(**{**PARAMS, **params})),
             "deployment_report": MemoryDataset(),
         }
     )

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from mnist_mlops.datasets import Workspace
+from mnist_mlops.pipelines.deploy.parameters import DeploymentParameters
 from mnist_mlops.pipelines.registration.registry import LINEAGE_TAG, version_with_alias
 from mnist_mlops.serving.process import ScoringProcess
 
@@ -42,7 +43,7 @@ def _photo_records(photos: dict[str, Callable[[], Any]]) -> tuple[list[dict[str,
     return records, labels
 
 
-def select_version(production: Workspace, deployment: dict[str, Any]) -> dict[str, Any]:
+def select_version(production: Workspace, deployment: DeploymentParameters) -> dict[str, Any]:
     """Pick ``deployment.version``, or the newest pushed version not yet deployed.
 
     The result's ``action`` tells the next nodes what to do: ``deploy`` it; ``rollback`` (with
@@ -53,22 +54,22 @@ def select_version(production: Workspace, deployment: dict[str, Any]) -> dict[st
 
 
 def select_pushed_version(
-    pushed: dict[str, Any], production: Workspace, deployment: dict[str, Any]
+    pushed: dict[str, Any], production: Workspace, deployment: DeploymentParameters
 ) -> dict[str, Any]:
     """As :func:`select_version`, but deploy the version registration just pushed."""
     return _select(production, deployment, pushed_version=str(pushed["version"]))
 
 
 def _select(
-    production: Workspace, deployment: dict[str, Any], pushed_version: str | None
+    production: Workspace, deployment: DeploymentParameters, pushed_version: str | None
 ) -> dict[str, Any]:
-    name = deployment["model_name"]
-    if not deployment["enabled"]:
+    name = deployment.model_name
+    if not deployment.enabled:
         logger.info("deployment.enabled is false in this environment: nothing deployed")
         return {"name": name, "action": "skip"}
-    if deployment["rollback"]:
+    if deployment.rollback:
         return _rollback(production, name)
-    wanted = deployment["version"] or pushed_version
+    wanted = deployment.version or pushed_version
     with production.session() as client:
         versions = client.search_model_versions(f"name = '{name}'")
     if wanted:
@@ -127,7 +128,7 @@ def validate_version(
     test_labels: np.ndarray,
     photos: dict[str, Callable[[], Any]],
     production: Workspace,
-    deployment: dict[str, Any],
+    deployment: DeploymentParameters,
 ) -> dict[str, Any]:
     """Load the version from the production registry and check it on MNIST and on photos."""
     if candidate["action"] != "deploy":
@@ -141,12 +142,12 @@ def validate_version(
     photo_accuracy = float((read == np.array(labels)).mean())
     logger.info("Test accuracy %.4f, photo accuracy %.3f", test_accuracy, photo_accuracy)
     failures = [
-        f"{what} {value:.4f} is below deployment.{key} {deployment[key]}"
-        for what, value, key in (
-            ("test accuracy", test_accuracy, "min_test_accuracy"),
-            ("photo accuracy", photo_accuracy, "min_photo_accuracy"),
+        f"{what} {value:.4f} is below deployment.{key} {minimum}"
+        for what, value, key, minimum in (
+            ("test accuracy", test_accuracy, "min_test_accuracy", deployment.min_test_accuracy),
+            ("photo accuracy", photo_accuracy, "min_photo_accuracy", deployment.min_photo_accuracy),
         )
-        if value < deployment[key]
+        if value < minimum
     ]
     if failures:
         raise _reject(production, candidate, "; ".join(failures))
@@ -208,7 +209,7 @@ def infra_validate(
     test_images: np.ndarray,
     photos: dict[str, Callable[[], Any]],
     production: Workspace,
-    deployment: dict[str, Any],
+    deployment: DeploymentParameters,
 ) -> dict[str, Any]:
     """Serve ``models:/<name>@staging`` in a real scoring server and put it through requests.
 
@@ -236,13 +237,13 @@ def infra_validate(
         f"models:/{staged['name']}@staging",
         env=env,
         token=token,
-        ready_timeout_s=deployment["server_ready_timeout_s"],
+        ready_timeout_s=deployment.server_ready_timeout_s,
     )
     problems, latencies = [], []
     try:
         with server:
             for what, body in valid.items():
-                for _ in range(deployment["infra_requests"]):
+                for _ in range(deployment.infra_requests):
                     status, latency = _request(server.url, body, token)
                     latencies.append(latency)
                     if status != 200:

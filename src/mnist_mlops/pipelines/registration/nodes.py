@@ -12,6 +12,7 @@ import mlflow
 import numpy as np
 
 from mnist_mlops.datasets import ArrayBundle, Workspace
+from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
 from mnist_mlops.pipelines.registration.registry import (
     LINEAGE_TAG,
     TEST_ACCURACY_TAG,
@@ -45,7 +46,7 @@ def evaluate_candidate(
     candidate: dict[str, Any],
     model_input: ArrayBundle,
     production: Workspace,
-    registration: dict[str, Any],
+    registration: RegistrationParameters,
 ) -> dict[str, Any]:
     """Evaluate the logged candidate on the MNIST test set and apply the registration gate.
 
@@ -64,7 +65,7 @@ def evaluate_candidate(
         f"test_accuracy_digit_{digit}": float((predicted[labels == digit] == digit).mean())
         for digit in range(10)
     }
-    incumbent = version_with_alias(production, registration["model_name"], "production")
+    incumbent = version_with_alias(production, registration.model_name, "production")
     incumbent_accuracy = (
         float(incumbent.tags[TEST_ACCURACY_TAG])
         if incumbent is not None and TEST_ACCURACY_TAG in incumbent.tags
@@ -72,7 +73,7 @@ def evaluate_candidate(
     )
     mlflow.log_metrics({"candidate_test_accuracy": accuracy, **per_class})
     failures = []
-    minimum = registration["min_test_accuracy"]
+    minimum = registration.min_test_accuracy
     if accuracy < minimum:
         failures.append(
             f"test accuracy {accuracy:.4f} is below registration.min_test_accuracy {minimum:.4f} "
@@ -80,7 +81,7 @@ def evaluate_candidate(
         )
     if incumbent_accuracy is not None:
         regression = incumbent_accuracy - accuracy
-        if regression > registration["max_regression"]:
+        if regression > registration.max_regression:
             failures.append(
                 f"test accuracy {accuracy:.4f} is {regression:.4f} below production version "
                 f"{incumbent.version} ({incumbent_accuracy:.4f}), more than "
@@ -109,10 +110,10 @@ def register_in_sandbox(
     evaluation: dict[str, Any],
     data_report: dict[str, Any],
     sandbox: Workspace,
-    registration: dict[str, Any],
+    registration: RegistrationParameters,
 ) -> dict[str, Any]:
     """Register the gated candidate in the sandbox registry, tagged with its provenance."""
-    name = registration["model_name"]
+    name = registration.model_name
     tags = {
         "mnist.strategy": candidate["strategy"],
         "mnist.source_run": candidate["run_id"],
@@ -139,7 +140,7 @@ def push_to_production(
     sandbox_version: dict[str, Any],
     sandbox: Workspace,
     production: Workspace,
-    registration: dict[str, Any],
+    registration: RegistrationParameters,
 ) -> dict[str, Any]:
     """Copy a sandbox model version into the production workspace's registry.
 
@@ -171,9 +172,7 @@ def push_to_production(
             "mnist.source_run": sandbox_version["run_id"],
         }
         with production.session() as client:
-            experiment_id = _experiment_id(
-                client, production, registration["production_experiment"]
-            )
+            experiment_id = _experiment_id(client, production, registration.production_experiment)
             run = client.create_run(
                 experiment_id, run_name=f"push {name} v{version}", tags=lineage_tags
             )

@@ -20,12 +20,13 @@ import mlflow
 import yaml
 
 import mnist_mlops  # noqa: F401  (sets the TensorFlow environment first)
-from mnist_mlops.datasets import IDXDataset, Workspace
+from mnist_mlops.datasets import IDXDataset
 from mnist_mlops.hooks import start_spark
 from mnist_mlops.pipelines.batch_predict.nodes import images_to_table, score_images
 from mnist_mlops.pipelines.batch_predict.parameters import BatchPredictParameters
 from mnist_mlops.pipelines.training.model import build_model
 from mnist_mlops.serving.pyfunc import log_servable_model
+from mnist_mlops.workspaces import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "mnist-cnn"
@@ -46,6 +47,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         production = Workspace(name="production", tracking_uri=f"sqlite:///{tmp}/mlflow.db")
+        mlflow.set_tracking_uri(production.tracking_uri)
         with production.session() as client:
             mlflow.set_experiment("batch-benchmark")
             with mlflow.start_run():

@@ -57,3 +57,23 @@ def test_the_server_writes_the_request_log_monitoring_reads(conf, env, monkeypat
     catalog = _load(conf, env, "catalog")
     assert serving["request_log"] == catalog["serving_request_log"]["filepath"]
     assert serving["request_log"] == "/mnt/logs/requests.jsonl"
+
+
+@pytest.mark.parametrize(
+    ("env", "home"), [("local", "sandbox"), ("azure", "sandbox"), ("gcp", "production")]
+)
+def test_each_workspace_uri_is_written_once(conf, env, home, monkeypatch):
+    monkeypatch.setenv("AZURE_MLFLOW_TRACKING_URI", "http://127.0.0.1:8001")
+    monkeypatch.setenv("GCP_MLFLOW_TRACKING_URI", "https://production.example:443")
+    loader = CONFIG_LOADER_CLASS(str(conf), env=env, **CONFIG_LOADER_ARGS)
+    loader.config_patterns["mlflow"] = ["mlflow*", "mlflow*/**"]  # as kedro-mlflow reads it
+    catalog, mlflow = loader["catalog"], loader["mlflow"]
+    assert catalog["sandbox_workspace"]["tracking_uri"] == "http://127.0.0.1:8001"
+    assert catalog["production_workspace"]["tracking_uri"] == "https://production.example:443"
+    home_uri = catalog[f"{home}_workspace"]["tracking_uri"]
+    assert mlflow["server"]["mlflow_tracking_uri"] == home_uri
+    assert mlflow["server"]["mlflow_registry_uri"] is None  # the tracking server's registry
+    assert catalog[f"{home}_workspace"]["registry_uri"] is None
+    assert mlflow["server"]["credentials"] is None  # never exported process-wide
+    # A server keeps its own artifacts: no local folder for the experiment.
+    assert mlflow["tracking"]["experiment"]["create_experiment_kwargs"]["artifact_location"] is None

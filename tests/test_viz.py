@@ -94,7 +94,7 @@ def test_every_pipeline_shows_its_nodes_in_the_browser(viz_site, page, tmp_path)
 
     whole_flow = shown_nodes(page, viz_site["url"], "__default__")
     assert {"train_custom", "push_to_production", "promote"} <= whole_flow
-    shown_nodes(page, viz_site["url"], "training")  # the README's picture
+    shown_nodes(page, viz_site["url"], "training")  # the picture in docs/training.md
     if page.locator(".feature-hints__close").is_visible():
         page.locator(".feature-hints__close").click()
         page.wait_for_timeout(4000)  # and its farewell note fades

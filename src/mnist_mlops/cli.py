@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 from pathlib import Path
 
 import click
+from kedro.framework.cli.utils import _split_params
 
 
 @click.group(name="mnist-mlops")
@@ -16,36 +19,59 @@ def cli() -> None:
 @click.option("--env", "-e", default=None, help="Kedro environment, e.g. gcp.")
 @click.option("--host", default=None, help="Interface to listen on (serving.host).")
 @click.option("--port", type=int, default=None, help="Port to listen on (serving.port).")
-def serve(env: str | None, host: str | None, port: int | None) -> None:
-    """Serve models:/<serving.model_name>@<serving.alias> over REST.
+@click.option("--workers", type=int, default=None, help="Worker processes (serving.workers).")
+@click.option(
+    "--model-uri",
+    default=None,
+    help="Model to serve; default models:/<serving.model_name>@<serving.alias>. An alias is "
+    "followed, a version is served as it is.",
+)
+@click.option(
+    "--params",
+    default="",
+    # kedro run's own parser: dotted keys, the same syntax (serving.poll_s=1,...).
+    callback=_split_params,
+    help="Override parameters like kedro run: serving.poll_s=1,serving.limits.body_timeout_s=5",
+)
+def serve(
+    env: str | None,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    model_uri: str | None,
+    params: dict,
+) -> None:
+    """Serve a model of the production registry over REST, following its alias.
 
     The registry is the catalog's production_workspace; the bearer token comes from
-    MNIST_SERVING_TOKEN or credentials.yml (serving.token): when set, requests must carry it.
+    MNIST_SERVING_TOKEN or credentials.yml (serving.token): when set, /invocations and /metrics
+    need it.
     """
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
-    from mnist_mlops.serving.app import load_model
-    from mnist_mlops.serving.app import serve as serve_model
+    from mnist_mlops.serving.server import serve as serve_model
+    from mnist_mlops.serving.settings import validate_settings
+    from mnist_mlops.workspaces.workspace import CREDENTIAL_VARIABLES
 
     bootstrap_project(Path.cwd())
-    with KedroSession.create(env=env) as session:
+    with KedroSession.create(env=env, runtime_params=params) as session:
         context = session.load_context()
-        settings = context.params["serving"]
+        options = {"host": host, "port": port, "workers": workers}
+        given = {key: value for key, value in options.items() if value is not None}
+        settings = validate_settings({**context.params.get("serving", {}), **given})
         workspace = context.catalog.load("production_workspace")
         token = context.config_loader["credentials"].get("serving", {}).get("token") or None
-    model_uri = f"models:/{settings['model_name']}@{settings['alias']}"
-    click.echo(f"Loading {model_uri} from {workspace.display_uri}")
-    with workspace.session():
-        loaded = load_model(model_uri)
-    serve_model(
-        loaded,
-        host or settings["host"],
-        port or settings["port"],
-        token=token,
-        request_log=settings["request_log"],
-        max_body_bytes=settings["max_body_bytes"],
+    model_uri = model_uri or f"models:/{settings.model_name}@{settings.alias}"
+    click.echo(f"Serving {model_uri} from {workspace.display_uri}")
+    # This process and its workers (which inherit its environment) serve the production
+    # workspace alone: its URIs and credentials, and no other MLFLOW_* credential, are theirs.
+    for variable in CREDENTIAL_VARIABLES:
+        os.environ.pop(variable, None)
+    os.environ.update(
+        {k: v for k, v in workspace.subprocess_env().items() if k.startswith("MLFLOW_")}
     )
+    serve_model(settings, model_uri, token)
 
 
 @cli.command("spark-cluster")
@@ -56,3 +82,29 @@ def spark_cluster(action: str, workers: int) -> None:
     from mnist_mlops.spark_cluster import main
 
     main([action, "--workers", str(workers)])
+
+
+@cli.command("workspaces")
+@click.argument("action", type=click.Choice(["up", "down", "status"]))
+@click.option("--purge", is_flag=True, help="With down: delete every store's data and secrets.")
+def workspaces(action: str, purge: bool) -> None:
+    """Start, stop or show the two workspaces as local services (MLflow with basic-auth,
+    PostgreSQL, Azure Blob or GCS): see docs/workspaces.md.
+
+    \b
+    status prints the variables to export (eval "$(kedro workspaces status)").
+    """
+    from mnist_mlops.workspaces import local
+
+    if action == "up":
+        seconds = local.up()
+        click.echo(f"# workspaces up in {seconds:.1f} s; their variables:", err=True)
+    elif action == "down":
+        local.down(purge=purge)
+        click.echo("# workspaces stopped" + (", state deleted" if purge else ""), err=True)
+        return
+    for workspace in local.load_workspaces().values():
+        state = ", ".join(f"{k} {'up' if v else 'DOWN'}" for k, v in workspace.status().items())
+        click.echo(f"# {workspace.name} at {workspace.uri}: {state}", err=True)
+    for name, value in local.variables().items():
+        click.echo(f"export {name}={shlex.quote(value)}")

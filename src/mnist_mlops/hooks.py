@@ -5,20 +5,26 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Collection
 from typing import Any
 
+import click
 from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
-from kedro.io import DataCatalog
+from kedro.io import CatalogProtocol, DataCatalog
 from kedro.pipeline import Node, Pipeline
 from kedro_mlflow.framework.hooks import MlflowHook
 from pydantic import BaseModel
 
+from mnist_mlops import run_summary
 from mnist_mlops.parameters import Section, check_sections
 from mnist_mlops.pipelines.training.result import STRATEGIES
+from mnist_mlops.quiet_log import tensorflow_environment
 
 logger = logging.getLogger(__name__)
+
+TENSORFLOW_VARIABLES = tuple(tensorflow_environment(use_gpu=False))
 
 
 def spark_conf(settings: dict[str, Any]) -> dict[str, str]:
@@ -32,6 +38,10 @@ def spark_conf(settings: dict[str, Any]) -> dict[str, str]:
     cores = conf.get("spark.executor.cores", "1")
     conf.setdefault("spark.executorEnv.TF_NUM_INTRAOP_THREADS", cores)
     conf.setdefault("spark.executorEnv.TF_NUM_INTEROP_THREADS", cores)
+    # Executors run TensorFlow as the driver does (log level; CPU only unless training.use_gpu).
+    for variable in TENSORFLOW_VARIABLES:
+        if variable in os.environ:
+            conf.setdefault(f"spark.executorEnv.{variable}", os.environ[variable])
     return conf
 
 
@@ -41,8 +51,13 @@ def start_spark(settings: dict[str, Any]) -> Any:
 
     # Executors start Python workers with the driver's interpreter (and so this venv).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    conf = spark_conf(settings)
+    if conf.get("spark.master", "local").startswith("local"):
+        # A local master serves this machine only: bind to loopback (and stop Spark warning
+        # that the hostname resolves to it on machines where it does).
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder
-    for key, value in spark_conf(settings).items():
+    for key, value in conf.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
 
@@ -133,3 +148,131 @@ class TypedParamsMlflowHook(MlflowHook):
             for name, value in inputs.items()
         }
         super().before_node_run(node, catalog, inputs, is_async)
+
+
+def _section(parameters: dict[str, Any], name: str) -> dict[str, Any]:
+    """A parameter section as a dict: its model validated (see :mod:`mnist_mlops.parameters`),
+    or as configured when no loaded pipeline reads it."""
+    value = parameters.get(name, {})
+    return value.model_dump() if isinstance(value, BaseModel) else dict(value)
+
+
+class TensorFlowHooks:
+    """Sets up TensorFlow's environment for the run before anything initialises TensorFlow."""
+
+    @hook_impl
+    def after_context_created(self, context: KedroContext) -> None:
+        use_gpu = _section(context.params, "training").get("use_gpu", False)
+        for variable, value in tensorflow_environment(use_gpu).items():
+            os.environ.setdefault(variable, value)  # what the user set wins
+
+
+class RunSummaryHooks:
+    """Ends every run that trains, registers, deploys, monitors or scores with a summary.
+
+    Printed, written to ``run_summary`` (``data/08_reporting/run_summary.md``, the latest run) and
+    logged to the run's MLflow run: only the parts the run had (see :mod:`mnist_mlops.run_summary`).
+    """
+
+    def __init__(self) -> None:
+        self._params: dict[str, Any] = {}
+        self._outputs: dict[str, Any] = {}
+        self._started = 0.0
+
+    @hook_impl
+    def after_context_created(self, context: KedroContext) -> None:
+        self._params = context.params
+
+    @hook_impl
+    def before_pipeline_run(self) -> None:
+        self._outputs, self._started = {}, time.monotonic()
+
+    @hook_impl
+    def after_node_run(self, outputs: dict[str, Any]) -> None:
+        self._outputs.update({k: v for k, v in outputs.items() if k in run_summary.SUMMARISED})
+
+    # First: kedro-mlflow's after_pipeline_run ends the MLflow run the summary is logged to.
+    @hook_impl(tryfirst=True)
+    def after_pipeline_run(
+        self, run_params: dict[str, Any], pipeline: Pipeline, catalog: CatalogProtocol
+    ) -> None:
+        self._summarise(run_params, pipeline, catalog)
+
+    # A run stopped by a rejected candidate still says what it trained and why it stopped.
+    @hook_impl(tryfirst=True)
+    def on_pipeline_error(
+        self,
+        error: Exception,
+        run_params: dict[str, Any],
+        pipeline: Pipeline,
+        catalog: CatalogProtocol,
+    ) -> None:
+        self._summarise(run_params, pipeline, catalog, error)
+
+    def _summarise(
+        self,
+        run_params: dict[str, Any],
+        pipeline: Pipeline,
+        catalog: CatalogProtocol,
+        error: Exception | None = None,
+    ) -> None:
+        produced = pipeline.all_outputs() if error is None else set()
+        reports = {
+            what: str(catalog.get(name)._describe()["filepath"])
+            for name, what in run_summary.REPORTS.items()
+            if name in produced
+        }
+        names = run_params.get("pipeline_names") or ["__default__"]
+        title = (
+            f"Run summary: {', '.join(names)} "
+            f"(env {run_params.get('env') or 'local'}), "
+            f"{run_summary.duration(time.monotonic() - self._started)}"
+        )
+        batch = _batch_scores(catalog) if "batch_predictions" in produced else None
+        text = run_summary.render(
+            title, self._outputs, _section(self._params, "registration"), reports, batch, error
+        )
+        if text:
+            catalog.save("run_summary", text)
+            click.echo("\n" + text)
+
+
+def _batch_scores(catalog: CatalogProtocol) -> run_summary.BatchScores:
+    """Aggregate the saved batch predictions where they are: in Spark."""
+    from pyspark.sql import functions as F
+
+    predictions = catalog.load("batch_predictions")
+    row = predictions.agg(
+        F.count("*").alias("images"),
+        F.avg("confidence").alias("mean_confidence"),
+        F.sum((F.col("confidence") < 0.5).cast("int")).alias("unsure"),
+        F.sort_array(F.collect_set("model_version")).alias("versions"),
+    ).first()
+    digits = {r["digit"]: r["count"] for r in predictions.groupBy("digit").count().collect()}
+    return run_summary.BatchScores(
+        images=row["images"],
+        versions=list(row["versions"]),
+        mean_confidence=float(row["mean_confidence"] or 0.0),
+        unsure=int(row["unsure"] or 0),
+        digits=digits,
+    )
+
+
+class WorkspaceHooks:
+    """Binds each workspace's credentials to its own MLflow server (``globals.yml`` names the
+    workspaces, ``credentials.yml`` holds their secrets), and bounds MLflow's HTTP retries."""
+
+    @hook_impl(tryfirst=True)  # before kedro-mlflow's hook first calls the home workspace
+    def after_context_created(self, context: KedroContext) -> None:
+        from mnist_mlops.workspaces import auth
+
+        workspaces = context.config_loader["globals"].get("workspaces", {})
+        credentials = context.config_loader["credentials"]
+        for workspace in workspaces.values():
+            secrets = credentials.get(workspace["credentials"], {})
+            for uri in (workspace["tracking_uri"], workspace.get("registry_uri")):
+                if uri:
+                    auth.bind(uri, secrets)
+        # MLflow's defaults (7 retries, exponential backoff) hide a stopped store for minutes.
+        for variable, value in context.config_loader["globals"].get("mlflow_http", {}).items():
+            os.environ.setdefault(variable, str(value))

@@ -2,18 +2,19 @@
 
 from mnist_mlops.datasets.array_bundle_dataset import ArrayBundle, ArrayBundleDataset
 from mnist_mlops.datasets.idx_dataset import IDXDataset
-from mnist_mlops.datasets.mlflow_workspace_dataset import (
-    MlflowWorkspaceDataset,
-    Workspace,
-    WorkspaceError,
-)
+from mnist_mlops.datasets.mlflow_workspace_dataset import MlflowWorkspaceDataset
+from mnist_mlops.datasets.picture_set_dataset import PictureSetDataset
 from mnist_mlops.datasets.strategy_run_dataset import StrategyRunDataset
+
+# The type MlflowWorkspaceDataset loads, importable from here too.
+from mnist_mlops.workspaces import Workspace, WorkspaceError
 
 __all__ = [
     "ArrayBundle",
     "ArrayBundleDataset",
     "IDXDataset",
     "MlflowWorkspaceDataset",
+    "PictureSetDataset",
     "StrategyRunDataset",
     "Workspace",
     "WorkspaceError",

@@ -1,336 +1,340 @@
-"""A lean scoring server for the MNIST model, speaking MLflow's scoring protocol.
+"""The scoring app (Starlette), speaking MLflow's scoring protocol; one instance per worker.
 
-``POST /invocations`` takes ``{"inputs": ...}``, ``{"instances": ...}`` (N x 28 x 28 or N x 784
-pixels, 0-255) or ``{"dataframe_records": [{"image": "<base64 PNG/JPEG>", "label": 3}]}`` and
-answers ``{"predictions": [{"digit": 7, "probabilities": [...]}]}``. ``GET /ping``, ``/health``
-and ``/version`` answer too. The model runs in ONNX Runtime: no TensorFlow in this process.
-
-    python -m mnist_mlops.serving.app --model-uri models:/mnist-cnn@production --port 5001
+``POST /invocations`` scores (see ``parsing`` for the accepted forms) and answers
+``{"predictions": [{"digit": 7, "probabilities": [...]}]}``; ``/ping``, ``/health``,
+``/version``, ``/openapi.json`` and the page at ``/`` are open, ``/invocations`` and ``/metrics``
+need the bearer token when one is set. Every refusal is JSON in MLflow's error shape.
 """
 
 from __future__ import annotations
 
-import argparse
+import asyncio
 import hmac
-import json
 import logging
-import os
-import tempfile
-import threading
 import time
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
+import yaml
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
+from mnist_mlops.serving import metrics
+from mnist_mlops.serving.model import Download, ModelFollower
+from mnist_mlops.serving.parsing import ScoringRequest, TooLarge, parse_body
 from mnist_mlops.serving.preprocessing import InvalidInput, input_statistics
-from mnist_mlops.serving.pyfunc import MnistDigitModel, to_pixels
+from mnist_mlops.serving.request_log import RequestLog
+from mnist_mlops.serving.settings import ServingLimits, ServingSettings
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+STATIC = Path(str(files("mnist_mlops.serving") / "static"))
+OPENAPI = Path(str(files("mnist_mlops.serving") / "openapi.yml"))
+CONTENT_TYPES = ("application/json", "text/csv")
+MAX_MESSAGE = 200  # characters of a message that may quote the input
 
 
-@dataclass
-class LoadedModel:
-    """The model being served and what ``/version`` says about it."""
+@dataclass(frozen=True)
+class AppConfig:
+    """What every worker is started with (pickled into each worker process)."""
 
-    model: MnistDigitModel
-    name: str
-    version: str
-    uri: str
-
-
-def load_model(model_uri: str) -> LoadedModel:
-    """Download a logged or registered model and open its ONNX session.
-
-    Uses MLflow's current tracking URI and credentials (environment or caller's scope).
-    """
-    import mlflow
-
-    name, version = model_uri, "unknown"
-    if model_uri.startswith("models:/"):
-        reference = model_uri.removeprefix("models:/")
-        client = mlflow.MlflowClient()
-        if "@" in reference:
-            name, alias = reference.split("@", 1)
-            version = client.get_model_version_by_alias(name, alias).version
-        elif "/" in reference:
-            name, version = reference.split("/", 1)
-    local = mlflow.artifacts.download_artifacts(model_uri, dst_path=tempfile.mkdtemp())
-    python_model = mlflow.pyfunc.load_model(local).unwrap_python_model()
-    return LoadedModel(python_model, name, str(version), model_uri)
+    settings: ServingSettings
+    model_uri: str
+    first: Download
+    downloads: Path
+    token: str | None = field(default=None, repr=False)
 
 
-class RequestLog:
-    """Appends one JSON line per request, for monitoring to read later."""
+class Refusal(Exception):
+    """A request answered with an error; ``close`` when its body may still be unread."""
 
-    def __init__(self, path: str | None) -> None:
-        self._lock = threading.Lock()
-        self._file = None
-        if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self._file is not None:
-            line = json.dumps(record, separators=(",", ":"))
-            with self._lock:
-                self._file.write(line + "\n")
+    def __init__(self, status: int, error_code: str, message: str, close: bool = False) -> None:
+        super().__init__(message)
+        self.status, self.error_code, self.close = status, error_code, close
 
 
-def _records_to_input(records: Any) -> tuple[Any, list[int | None]]:
-    if not isinstance(records, list) or not records:
-        raise InvalidInput('dataframe_records must be a non-empty list of {"image": ...} rows')
-    if not all(isinstance(row, dict) and isinstance(row.get("image"), str) for row in records):
-        raise InvalidInput('each dataframe_records row needs an "image": a base64 PNG or JPEG')
-    import pandas as pd
-
-    labels = [row.get("label") if isinstance(row.get("label"), int) else None for row in records]
-    return pd.DataFrame({"image": [row["image"] for row in records]}), labels
+def error(status: int, error_code: str, message: str, close: bool = False) -> Response:
+    """MLflow's error shape; the message is cut short so that it never echoes much input."""
+    if len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE] + "..."
+    headers = {"connection": "close"} if close else None
+    body = orjson.dumps({"error_code": error_code, "message": message})
+    return Response(body, status, headers, media_type="application/json")
 
 
-def parse_request(body: dict[str, Any]) -> tuple[np.ndarray, list[int | None]]:
-    """The pixels of a scoring request and the labels it may carry (feedback)."""
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object")
-    keys = [k for k in ("inputs", "instances", "dataframe_records") if k in body]
-    if len(keys) != 1:
-        raise InvalidInput(
-            "the body must have exactly one of inputs, instances, dataframe_records; "
-            f"got {sorted(body)}"
+def json_response(payload: Any, status: int = 200) -> Response:
+    body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(body, status, media_type="application/json")
+
+
+class Scorer:
+    """The endpoints of one worker, around the model it follows."""
+
+    def __init__(self, config: AppConfig) -> None:
+        self.config, self.limits = config, config.settings.limits
+        settings = config.settings
+        self.follower = ModelFollower(
+            config.model_uri, config.first, settings.poll_s, config.downloads
         )
-    if keys[0] == "dataframe_records":
-        frame, labels = _records_to_input(body["dataframe_records"])
-        return to_pixels(frame), labels
-    pixels = to_pixels(body[keys[0]])
-    return pixels, _feedback_labels(body.get("params"), len(pixels))
+        self.request_log = RequestLog(
+            settings.request_log, settings.request_log_max_bytes, settings.request_log_backups
+        )
 
-
-def _feedback_labels(params: Any, rows: int) -> list[int | None]:
-    """The true digits a client may send with pixel arrays: ``"params": {"labels": [...]}``."""
-    labels = params.get("labels") if isinstance(params, dict) else None
-    if labels is None:
-        return [None] * rows
-    if (
-        not isinstance(labels, list)
-        or len(labels) != rows
-        or not all(isinstance(x, int) and 0 <= x <= 9 for x in labels)
-    ):
-        raise InvalidInput(f"params.labels must be a list of {rows} digits 0-9, one per image")
-    return labels
-
-
-def decode_json(raw: bytes) -> Any:
-    """Parse a request body: orjson (10x faster on pixel arrays), else the standard library,
-    which also reads NaN and Infinity so that validation can name them."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return json.loads(raw)
-
-
-UNAUTHORIZED = "missing or wrong bearer token"
-LINGER_S = 2.0
-
-
-def _error_payload(status: HTTPStatus, message: str) -> dict[str, str]:
-    return {"error_code": status.name, "message": message}
-
-
-def _failure(status: HTTPStatus, message: str) -> tuple[HTTPStatus, dict[str, str], list]:
-    return status, _error_payload(status, message), []
-
-
-class ScoringHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections
-    # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and the
-    # client's delayed ACK add 40 ms to every keep-alive request.
-    disable_nagle_algorithm = True
-    server: ScoringServer
-
-    def log_message(self, format: str, *args: Any) -> None:  # the request log records requests
-        pass
-
-    def _send(self, status: int, payload: dict[str, Any]) -> None:
-        body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _error(self, status: HTTPStatus, message: str) -> None:
-        self._send(status, _error_payload(status, message))
-
-    def _authorized(self) -> bool:
-        token = self.server.token
+    def authorize(self, request: Request) -> None:
+        """Refuse from the headers alone (the body is never read) unless the token is right."""
+        token = self.config.token
         if not token:
-            return True
-        given = self.headers.get("Authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
-
-    def do_GET(self) -> None:
-        if not self._authorized():
-            self._error(HTTPStatus.UNAUTHORIZED, UNAUTHORIZED)
             return
-        loaded = self.server.loaded
-        if self.path in ("/ping", "/health"):
-            self._send(HTTPStatus.OK, {"status": "ok"})
-        elif self.path == "/version":
-            self._send(
-                HTTPStatus.OK,
-                {
-                    "model_name": loaded.name,
-                    "model_version": loaded.version,
-                    "model_uri": loaded.uri,
-                },
-            )
-        else:
-            self._error(HTTPStatus.NOT_FOUND, f"no route {self.path}")
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
+            raise Refusal(401, "UNAUTHORIZED", "missing or wrong bearer token", close=True)
 
-    def do_POST(self) -> None:
-        started = time.perf_counter()
-        status, payload, rows = self._score()
-        # Logged before the answer goes out: a request its client saw answered is on record.
-        self.server.request_log.write(
-            {
-                "time": datetime.now(UTC).isoformat(),
-                "status": int(status),
-                "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                "batch_size": len(rows),
-                "model_version": self.server.loaded.version,
-                "rows": rows,
-            }
+    async def ping(self, request: Request) -> Response:
+        if self.follower.current is None:
+            return error(503, "TEMPORARILY_UNAVAILABLE", "the model is still loading")
+        return json_response({"status": "ok"})
+
+    async def version(self, request: Request) -> Response:
+        loaded = self.follower.current
+        if loaded is None:
+            return error(503, "TEMPORARILY_UNAVAILABLE", "the model is still loading")
+        return json_response(
+            {"model_name": loaded.name, "model_version": loaded.version, "model_uri": loaded.uri}
         )
-        self._send(status, payload)
-        if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
-            self._discard_body()
 
-    def _discard_body(self) -> None:
-        """Read and drop the unread body of a refused request, for a few seconds at most: closing
-        with data unread resets the connection, and the client, still sending, would see
-        "connection reset" instead of the 413."""
-        self.connection.settimeout(LINGER_S)
-        deadline = time.monotonic() + LINGER_S
-        try:
-            while time.monotonic() < deadline and self.rfile.read1(1 << 16):
-                pass
-        except OSError:
-            pass
+    async def metrics(self, request: Request) -> Response:
+        self.authorize(request)
+        body, content_type = metrics.exposition()
+        return Response(body, headers={"content-type": content_type})
 
-    def _score(self) -> tuple[HTTPStatus, dict[str, Any], list[dict[str, Any]]]:
-        """Read and score the request: the status, the answer and one log row per image."""
-        length = self.headers.get("Content-Length")
-        if self.path != "/invocations":
-            self._drain(length)
-            return _failure(HTTPStatus.NOT_FOUND, f"no route {self.path}")
-        if not self._authorized():
-            self._drain(length)
-            return _failure(HTTPStatus.UNAUTHORIZED, UNAUTHORIZED)
-        if length is None or not length.isdigit():
-            self.close_connection = True
-            return _failure(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
-        if int(length) > self.server.max_body_bytes:
-            self.close_connection = True  # the body is not read: the connection cannot be reused
-            return _failure(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                f"body of {length} bytes is over the limit of {self.server.max_body_bytes}",
-            )
-        raw = self.rfile.read(int(length))
+    async def invocations(self, request: Request) -> Response:
+        started = time.perf_counter()
+        self.authorize(request)
+        mime_type = _mime_type(request.headers.get("content-type"))
+        raw = await read_body(request, self.limits)
         try:
-            body = decode_json(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return _failure(HTTPStatus.BAD_REQUEST, f"invalid JSON: {exc}")
-        try:
-            pixels, labels = parse_request(body)
-            probabilities = self.server.loaded.model.probabilities(pixels)
+            parsed = parse_body(raw, mime_type, self.limits.max_image_pixels)
+        except TooLarge as exc:
+            raise Refusal(413, "REQUEST_ENTITY_TOO_LARGE", str(exc)) from None
         except InvalidInput as exc:
-            return _failure(HTTPStatus.BAD_REQUEST, str(exc))
-        except Exception:
-            logger.exception("scoring failed")
-            return _failure(HTTPStatus.INTERNAL_SERVER_ERROR, "the model failed on this input")
+            raise Refusal(400, "BAD_REQUEST", str(exc)) from None
+        loaded = self.follower.current  # one model per request, even if a swap happens meanwhile
+        if loaded is None:
+            raise Refusal(503, "TEMPORARILY_UNAVAILABLE", "the model is still loading")
+        # Photos cost milliseconds to decode: off the event loop. Arrays are cheaper than a
+        # thread hop (measured: 0.1 ms per request).
+        score = _score_in_thread if parsed.images else _score_inline
+        pixels, probabilities = await score(loaded.model, parsed)
         digits = probabilities.argmax(axis=1)
-        answer = {
-            "predictions": [
-                {"digit": int(d), "probabilities": p.round(6).tolist()}
-                for d, p in zip(digits, probabilities, strict=True)
-            ]
-        }
+        probabilities = probabilities.astype(np.float64)  # 0.1, not float32's 0.10000000149
+        self._record(parsed, pixels, probabilities, digits, loaded.version, started)
+        predictions = [
+            {"digit": int(d), "probabilities": p.tolist()}
+            for d, p in zip(digits, probabilities.round(6), strict=True)
+        ]
+        if parsed.return_prepared:
+            for prediction, prepared in zip(predictions, pixels, strict=True):
+                prediction["prepared"] = prepared.round(2).tolist()
+        return json_response({"predictions": predictions})
+
+    def _record(self, parsed, pixels, probabilities, digits, version, started) -> None:
+        metrics.IMAGES.inc(len(digits))
+        for digit, count in enumerate(np.bincount(digits, minlength=10)):
+            if count:
+                metrics.DIGITS.labels(digit=str(digit)).inc(int(count))
         rows = [
             {"digit": int(d), "confidence": float(p[d]), "label": label, **stats}
             for d, p, label, stats in zip(
-                digits, probabilities, labels, input_statistics(pixels), strict=True
+                digits, probabilities, parsed.labels, input_statistics(pixels), strict=True
             )
         ]
-        return HTTPStatus.OK, answer, rows
+        self.request_log.write(
+            {
+                "time": datetime.now(UTC).isoformat(),
+                "status": 200,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                "batch_size": len(rows),
+                "model_version": version,
+                "rows": rows,
+            }
+        )
 
-    def _drain(self, length: str | None) -> None:
-        if length and length.isdigit() and int(length) <= self.server.max_body_bytes:
-            self.rfile.read(int(length))
-        else:
-            self.close_connection = True
+    async def index(self, request: Request) -> Response:
+        page = STATIC / "index.html"
+        if not page.is_file():
+            raise HTTPException(404, "no page here yet")
+        return FileResponse(page)
 
-
-class ScoringServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(
-        self,
-        address: tuple[str, int],
-        loaded: LoadedModel,
-        *,
-        token: str | None = None,
-        request_log: str | None = None,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    ) -> None:
-        super().__init__(address, ScoringHandler)
-        self.loaded, self.token, self.max_body_bytes = loaded, token, max_body_bytes
-        self.request_log = RequestLog(request_log)
+    async def openapi(self, request: Request) -> Response:
+        return json_response(_openapi())
 
 
-def serve(loaded: LoadedModel, host: str, port: int, **options: Any) -> None:
-    """Serve until interrupted."""
-    server = ScoringServer((host, port), loaded, **options)
-    logger.info(
-        "Serving %s version %s on http://%s:%d%s",
-        loaded.name,
-        loaded.version,
-        host,
-        server.server_address[1],
-        " (bearer token required)" if options.get("token") else "",
-    )
+def _score(model: Any, parsed: ScoringRequest) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels by the served model's own preprocessing, and its probabilities."""
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+        pixels = model.prepare(parsed.model_input)
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # The model's preprocessing is its own pickled copy: its InvalidInput is a ValueError.
+        raise Refusal(400, "BAD_REQUEST", str(exc)) from None
+    if len(parsed.labels) != len(pixels):
+        raise Refusal(400, "BAD_REQUEST", f"{len(parsed.labels)} labels for {len(pixels)} images")
+    return pixels, model.probabilities(pixels)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model-uri", required=True, help="e.g. models:/mnist-cnn@production")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=5001)
-    parser.add_argument("--request-log", help="JSON-lines file, one line per request")
-    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    serve(
-        load_model(args.model_uri),
-        args.host,
-        args.port,
-        token=os.environ.get("MNIST_SERVING_TOKEN") or None,
-        request_log=args.request_log,
-        max_body_bytes=args.max_body_bytes,
+async def _score_in_thread(model: Any, parsed: ScoringRequest) -> tuple[np.ndarray, np.ndarray]:
+    return await run_in_threadpool(_score, model, parsed)
+
+
+async def _score_inline(model: Any, parsed: ScoringRequest) -> tuple[np.ndarray, np.ndarray]:
+    return _score(model, parsed)
+
+
+def _mime_type(content_type: str | None) -> str:
+    """The body's media type; 415 for anything MLflow's scoring server would refuse."""
+    mime_type, *parameters = [part.strip() for part in (content_type or "").split(";")]
+    charset = [p.split("=", 1)[1].lower() for p in parameters if p.lower().startswith("charset=")]
+    if mime_type.lower() not in CONTENT_TYPES or charset not in ([], ["utf-8"]):
+        raise Refusal(
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            f"Content-Type must be application/json or text/csv (UTF-8), got {content_type!r}",
+        )
+    return mime_type.lower()
+
+
+async def read_body(request: Request, limits: ServingLimits) -> bytes:
+    """The body, refused with 413 past ``max_body_bytes`` (before reading it when its length
+    is announced) and with 408 when it does not arrive within ``body_timeout_s``."""
+    declared = request.headers.get("content-length")
+    too_large = f"body over the limit of {limits.max_body_bytes} bytes"
+    if declared is not None and int(declared) > limits.max_body_bytes:
+        raise Refusal(413, "REQUEST_ENTITY_TOO_LARGE", too_large, close=True)
+    chunks, size = [], 0
+    try:
+        async with asyncio.timeout(limits.body_timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limits.max_body_bytes:
+                    raise Refusal(413, "REQUEST_ENTITY_TOO_LARGE", too_large, close=True)
+                chunks.append(chunk)
+    except TimeoutError:
+        message = f"request body not received within {limits.body_timeout_s} s"
+        raise Refusal(408, "REQUEST_TIMEOUT", message, close=True) from None
+    return b"".join(chunks)
+
+
+_OPENAPI: dict[str, Any] = {}
+
+
+def _openapi() -> dict[str, Any]:
+    if not _OPENAPI:
+        _OPENAPI.update(yaml.safe_load(OPENAPI.read_text()))
+    return _OPENAPI
+
+
+def create_app(config: AppConfig) -> Starlette:
+    """The app of one worker: its routes, its model follower and its request log."""
+    scorer = Scorer(config)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        following = asyncio.create_task(scorer.follower.run())
+        following.add_done_callback(_log_failure)
+        yield
+        following.cancel()
+        scorer.request_log.close()
+
+    async def refusal(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Refusal)
+        metrics.ERRORS.labels(kind=exc.error_code.lower()).inc()
+        return error(exc.status, exc.error_code, str(exc), exc.close)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "BAD_REQUEST")
+        metrics.ERRORS.labels(kind=code.lower()).inc()
+        response = error(
+            exc.status_code, code, f"{exc.detail}: {request.method} {request.url.path}"
+        )
+        response.headers.update(exc.headers or {})
+        return response
+
+    async def disconnected(request: Request, exc: Exception) -> Response:
+        metrics.ERRORS.labels(kind="client_disconnected").inc()
+        logger.info("client %s disconnected before sending its whole request", request.client)
+        return error(400, "BAD_REQUEST", "client disconnected")  # never sent: nobody is there
+
+    async def internal(request: Request, exc: Exception) -> Response:
+        metrics.ERRORS.labels(kind="internal").inc()
+        logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return error(500, "INTERNAL_ERROR", "the server failed on this request")
+
+    app = Starlette(
+        routes=[
+            Route("/invocations", scorer.invocations, methods=["POST"]),
+            Route("/ping", scorer.ping, methods=["GET"]),
+            Route("/health", scorer.ping, methods=["GET"]),
+            Route("/version", scorer.version, methods=["GET"]),
+            Route("/metrics", scorer.metrics, methods=["GET"]),
+            Route("/openapi.json", scorer.openapi, methods=["GET"]),
+            Route("/", scorer.index, methods=["GET"]),
+            Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
+        ],
+        exception_handlers={
+            Refusal: refusal,
+            HTTPException: http_error,
+            ClientDisconnect: disconnected,
+            Exception: internal,
+        },
+        lifespan=lifespan,
+    )
+    return MeasuredApp(app)
+
+
+class MeasuredApp:
+    """Counts every answer by endpoint and status, and times it (pure ASGI: no per-request
+    middleware objects on the hot path)."""
+
+    ENDPOINTS = frozenset(
+        ["/invocations", "/ping", "/health", "/version", "/metrics", "/openapi.json", "/"]
     )
 
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
 
-if __name__ == "__main__":
-    main()
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        path = scope["path"]
+        endpoint = path if path in self.ENDPOINTS else "other"
+        status = 500
+
+        async def send_and_count(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_count)
+        finally:
+            metrics.REQUESTS.labels(endpoint=endpoint, status=str(status)).inc()
+            metrics.LATENCY.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("the model could not be loaded", exc_info=task.exception())

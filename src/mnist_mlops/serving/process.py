@@ -25,7 +25,7 @@ class ServerNotReady(RuntimeError):
 
 
 class ScoringProcess:
-    """``python -m mnist_mlops.serving.app`` (or any HTTP server command) as a subprocess.
+    """``python -m mnist_mlops.serving.server`` (or any HTTP server command) as a subprocess.
 
     Use as a context manager: entering starts it and waits until ``health_path`` answers;
     leaving stops it.
@@ -41,11 +41,14 @@ class ScoringProcess:
         ready_timeout_s: float = 120,
         cwd: str | Path | None = None,
         health_path: str = "/ping",
+        inherit_env: bool = True,
     ) -> None:
+        """``inherit_env=False``: ``env`` is the whole environment (a workspace's
+        ``subprocess_env()``), so nothing of this process's credentials reaches the server."""
         self.command, self.port, self.token, self.cwd = command, port, token, cwd
         self.health_path = health_path
         self.env = {
-            **os.environ,
+            **(os.environ if inherit_env else {}),
             **(env or {}),
             # `mlflow models serve --env-manager local` needs this venv's executables.
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -58,7 +61,7 @@ class ScoringProcess:
     @classmethod
     def for_model(cls, model_uri: str, **kwargs) -> ScoringProcess:
         port = free_port()
-        command = [sys.executable, "-m", "mnist_mlops.serving.app", "--model-uri", model_uri]
+        command = [sys.executable, "-m", "mnist_mlops.serving.server", "--model-uri", model_uri]
         command += ["--host", "127.0.0.1", "--port", str(port)]
         return cls(command, port=port, **kwargs)
 

@@ -54,7 +54,9 @@ def request_logs(registry_uri, mnist_raw, tmp_path_factory):
                     "params": {"labels": labels[start : start + 50]},
                 }
                 request = urllib.request.Request(
-                    f"{server.url}/invocations", json.dumps(body).encode(), method="POST"
+                    f"{server.url}/invocations",
+                    json.dumps(body).encode(),
+                    {"Content-Type": "application/json"},
                 )
                 with urllib.request.urlopen(request, timeout=30) as response:
                     assert response.status == 200

@@ -6,7 +6,6 @@ import mlflow
 import numpy as np
 import pytest
 
-from mnist_mlops.datasets import WorkspaceError
 from mnist_mlops.pipelines.registration.nodes import (
     GateError,
     evaluate_candidate,
@@ -15,6 +14,7 @@ from mnist_mlops.pipelines.registration.nodes import (
     register_in_sandbox,
 )
 from mnist_mlops.pipelines.registration.registry import LINEAGE_TAG
+from mnist_mlops.workspaces import WorkspaceError
 from tests.conftest import workspace
 
 DATA_REPORT = {"sha256": {"test_images": "ab" * 32}}
@@ -66,14 +66,11 @@ def test_push_copies_a_working_model_with_lineage(
         assert version.tags["mnist.source_version"] == sandbox_version["version"]
         assert version.tags["mnist.strategy"] == "single_node"
         assert version.tags["mnist.data_sha256.test_images"] == "ab" * 32
-        served = mlflow.pyfunc.load_model(f"models:/mnist-cnn/{pushed['version']}")
-        production_digits = served.predict(test_images)["digit"]
+    served = production.load_pyfunc(f"models:/mnist-cnn/{pushed['version']}")
+    production_digits = served.predict(test_images)["digit"]
     assert "Pa55word" not in repr(version)
-    with sandbox.session():
-        sandbox_model = mlflow.pyfunc.load_model(f"models:/mnist-cnn/{sandbox_version['version']}")
-        np.testing.assert_array_equal(
-            sandbox_model.predict(test_images)["digit"], production_digits
-        )
+    sandbox_model = sandbox.load_pyfunc(f"models:/mnist-cnn/{sandbox_version['version']}")
+    np.testing.assert_array_equal(sandbox_model.predict(test_images)["digit"], production_digits)
     expected = tiny_model.predict(test_images, verbose=0).argmax(axis=1)
     np.testing.assert_array_equal(production_digits, expected)
 
@@ -102,11 +99,13 @@ def test_wrong_password_fails_clearly_and_registers_nothing(
 
 
 def test_production_down_then_back(
-    servers, sandbox_run, tiny_model, small_model_input, registration_params
+    servers, sandbox_run, tiny_model, small_model_input, registration_params, monkeypatch
 ):
     _, sandbox_version = _register(servers, tiny_model, small_model_input, registration_params)
     sandbox = workspace(servers["sandbox"], "sandbox")
-    production = workspace(servers["production"], "production", max_retries=0, timeout_s=5)
+    production = workspace(servers["production"], "production")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     servers["production"].stop()
     try:
         with pytest.raises(WorkspaceError, match=r"'production'.*(Connection|connect)"):

@@ -9,9 +9,9 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from mnist_mlops.datasets import Workspace
 from mnist_mlops.pipelines.batch_predict.parameters import BatchPredictParameters
 from mnist_mlops.pipelines.registration.registry import version_with_alias
+from mnist_mlops.workspaces import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -62,13 +62,12 @@ def score_images(
             "workspace: run `kedro run --pipeline deploy --env gcp` first"
         )
     logger.info("Scoring with models:/%s/%s (@%s) on Spark", name, version.version, alias)
-    with production.session():
-        predict = mlflow.pyfunc.spark_udf(
-            images.sparkSession,
-            f"models:/{name}/{version.version}",
-            result_type=PREDICTION_TYPE,
-            env_manager="local",
-        )
+    predict = mlflow.pyfunc.spark_udf(
+        images.sparkSession,
+        production.download(f"models:/{name}/{version.version}"),
+        result_type=PREDICTION_TYPE,
+        env_manager="local",
+    )
     if batch_predict.partitions:
         images = images.repartition(batch_predict.partitions)
     scored = images.select("id", predict(F.struct("pixels")).alias("prediction"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 import logging
 import secrets
@@ -11,18 +10,16 @@ import statistics
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 
-from mnist_mlops.datasets import Workspace
 from mnist_mlops.pipelines.deploy.parameters import DeploymentParameters
 from mnist_mlops.pipelines.registration.registry import LINEAGE_TAG, version_with_alias
-from mnist_mlops.serving.process import ScoringProcess
+from mnist_mlops.serving.process import ScoringProcess, ServerNotReady
+from mnist_mlops.workspaces import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -33,14 +30,25 @@ class DeploymentError(RuntimeError):
     """The candidate was not promoted; ``production`` is where it was."""
 
 
-def _photo_records(photos: dict[str, Callable[[], Any]]) -> tuple[list[dict[str, str]], list[int]]:
-    records, labels = [], []
-    for name, load in sorted(photos.items()):
-        buffer = io.BytesIO()
-        load().save(buffer, format="PNG")
-        records.append({"image": base64.b64encode(buffer.getvalue()).decode()})
-        labels.append(int(name.split("/")[-1][0]))
-    return records, labels
+def _picture_batches(pictures: pd.DataFrame, size: int) -> list[list[dict[str, str]]]:
+    """The pictures as ``dataframe_records`` batches of at most ``size``, files sent as stored."""
+    records = [{"image": base64.b64encode(image).decode()} for image in pictures["image"]]
+    return [records[start : start + size] for start in range(0, len(records), size)]
+
+
+def _picture_accuracy(
+    model: Any, pictures: pd.DataFrame, batch_size: int
+) -> tuple[float, dict[str, float]]:
+    """Accuracy on the real-picture set, overall and per category, scored batch by batch."""
+    read = np.concatenate(
+        [
+            model.predict(pd.DataFrame(batch))["digit"].to_numpy()
+            for batch in _picture_batches(pictures, batch_size)
+        ]
+    )
+    right = pd.Series(read == pictures["digit"].to_numpy(), index=pictures.index)
+    by_category = right.groupby(pictures["category"]).mean()
+    return float(right.mean()), {name: round(float(v), 4) for name, v in by_category.items()}
 
 
 def select_version(production: Workspace, deployment: DeploymentParameters) -> dict[str, Any]:
@@ -126,21 +134,21 @@ def validate_version(
     candidate: dict[str, Any],
     test_images: np.ndarray,
     test_labels: np.ndarray,
-    photos: dict[str, Callable[[], Any]],
+    pictures: pd.DataFrame,
     production: Workspace,
     deployment: DeploymentParameters,
 ) -> dict[str, Any]:
-    """Load the version from the production registry and check it on MNIST and on photos."""
+    """Load the version from the production registry and check it on MNIST and on the
+    real-picture set (``deployment.min_photo_accuracy`` applies to the whole set)."""
     if candidate["action"] != "deploy":
         return {}
-    with production.session():
-        model = mlflow.pyfunc.load_model(f"models:/{candidate['name']}/{candidate['version']}")
+    model = production.load_pyfunc(f"models:/{candidate['name']}/{candidate['version']}")
     digits = model.predict(test_images.astype(np.float32))["digit"].to_numpy()
     test_accuracy = float((digits == test_labels).mean())
-    records, labels = _photo_records(photos)
-    read = model.predict(pd.DataFrame(records))["digit"].to_numpy()
-    photo_accuracy = float((read == np.array(labels)).mean())
-    logger.info("Test accuracy %.4f, photo accuracy %.3f", test_accuracy, photo_accuracy)
+    photo_accuracy, by_category = _picture_accuracy(model, pictures, deployment.picture_batch_size)
+    logger.info(
+        "Test accuracy %.4f, photo accuracy %.3f (%s)", test_accuracy, photo_accuracy, by_category
+    )
     failures = [
         f"{what} {value:.4f} is below deployment.{key} {minimum}"
         for what, value, key, minimum in (
@@ -151,7 +159,11 @@ def validate_version(
     ]
     if failures:
         raise _reject(production, candidate, "; ".join(failures))
-    return {"test_accuracy": test_accuracy, "photo_accuracy": photo_accuracy}
+    return {
+        "test_accuracy": test_accuracy,
+        "photo_accuracy": photo_accuracy,
+        "photo_accuracy_by_category": by_category,
+    }
 
 
 def stage_version(
@@ -188,7 +200,10 @@ def stage_version(
     return {**candidate, **validation}
 
 
-def _request(url: str, body: bytes, token: str | None) -> tuple[int, float]:
+def _request(url: str, body: bytes, token: str | None) -> tuple[int, float, bytes]:
+    """POST to /invocations: the status, the latency in ms and the body. A connection that
+    breaks is the server's doing: it raises ``OSError`` (``URLError``), which the caller treats
+    as a server failure."""
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -197,65 +212,105 @@ def _request(url: str, body: bytes, token: str | None) -> tuple[int, float]:
         with urllib.request.urlopen(
             urllib.request.Request(f"{url}/invocations", data=body, headers=headers), timeout=30
         ) as response:
-            response.read()
-            status = response.status
+            answer, status = response.read(), response.status
     except urllib.error.HTTPError as error:
-        status = error.code
-    return status, (time.perf_counter() - started) * 1000
+        answer, status = error.read(), error.code
+    return status, (time.perf_counter() - started) * 1000, answer
 
 
-def infra_validate(
-    staged: dict[str, Any],
-    test_images: np.ndarray,
-    photos: dict[str, Callable[[], Any]],
-    production: Workspace,
-    deployment: DeploymentParameters,
-) -> dict[str, Any]:
-    """Serve ``models:/<name>@staging`` in a real scoring server and put it through requests.
+def _infra_requests(
+    test_images: np.ndarray, pictures: pd.DataFrame, batch_size: int
+) -> tuple[dict[str, tuple[bytes, int]], dict[str, bytes]]:
+    """Valid requests with how many predictions each must get back, and invalid requests.
 
-    Valid requests (an array batch, base64 photos) must answer 200 and invalid ones 4xx.
+    The whole real-picture set goes in batches of ``batch_size``, each within the server's
+    body and pixel limits.
     """
-    if staged["action"] != "deploy":
-        return {}
-    token = secrets.token_urlsafe(16)
-    env = {"MLFLOW_TRACKING_URI": production.tracking_uri, "MNIST_SERVING_TOKEN": token}
-    env.update({k: v for k, v in production.credentials.items() if k.startswith("MLFLOW_")})
     batch = test_images[:64].astype(float).tolist()
-    records, _ = _photo_records(photos)
     valid = {
-        "array batch": json.dumps({"inputs": batch}).encode(),
-        "photos": json.dumps({"dataframe_records": records}).encode(),
-        "one image": json.dumps({"instances": batch[:1]}).encode(),
+        "array batch": (json.dumps({"inputs": batch}).encode(), len(batch)),
+        "one image": (json.dumps({"instances": batch[:1]}).encode(), 1),
     }
+    for number, records in enumerate(_picture_batches(pictures, batch_size), start=1):
+        body = json.dumps({"dataframe_records": records}).encode()
+        valid[f"pictures batch {number}"] = (body, len(records))
     invalid = {
         "invalid JSON": b"{",
         "wrong shape": json.dumps({"inputs": [[1, 2, 3]]}).encode(),
         "pixels out of range": json.dumps({"inputs": [[[999] * 28] * 28]}).encode(),
         "not an image": json.dumps({"dataframe_records": [{"image": "bm9wZQ=="}]}).encode(),
     }
+    return valid, invalid
+
+
+def _answer_problem(what: str, status: int, answer: bytes, expected: int) -> str | None:
+    """What is wrong with the server's answer to a valid request, if anything."""
+    if status != 200:
+        return f"{what} answered {status}"
+    try:
+        predictions = json.loads(answer)["predictions"]
+        digits = [p["digit"] for p in predictions]
+    except (ValueError, KeyError, TypeError):
+        return f"{what} answered 200 without predictions: {answer[:200]!r}"
+    if len(digits) != expected or not all(d in range(10) for d in digits):
+        return f"{what} answered {len(digits)} predictions for {expected} inputs: {digits[:10]}"
+    return None
+
+
+def _exercise(server: ScoringProcess, token: str, requests: tuple, repeats: int) -> tuple:
+    """Put the running server through the requests: the problems found and the latencies."""
+    valid, invalid = requests
+    problems, latencies = [], []
+    for what, (body, expected) in valid.items():
+        for _ in range(repeats):
+            status, latency, answer = _request(server.url, body, token)
+            latencies.append(latency)
+            if problem := _answer_problem(what, status, answer, expected):
+                problems.append(problem)
+                break
+    for what, body in invalid.items():
+        status, _, _ = _request(server.url, body, token)
+        if not 400 <= status < 500:
+            problems.append(f"{what} answered {status}, expected 4xx")
+    if _request(server.url, valid["one image"][0], None)[0] != 401:
+        problems.append("a request without the token was not refused")
+    return problems, latencies
+
+
+def infra_validate(
+    staged: dict[str, Any],
+    test_images: np.ndarray,
+    pictures: pd.DataFrame,
+    production: Workspace,
+    deployment: DeploymentParameters,
+) -> dict[str, Any]:
+    """Serve ``models:/<name>@staging`` in a real scoring server and put it through requests.
+
+    Valid requests (an array batch, the real-picture set in batches) must answer 200 with one
+    prediction per input, invalid ones 4xx. The version is rejected only for what the server did
+    (did not start, broke a connection, answered wrongly); any other failure (a bad parameter, a
+    bug) fails the run and leaves the version selectable.
+
+    The server's environment is the production workspace's alone
+    (:meth:`~mnist_mlops.workspaces.Workspace.subprocess_env`): none of this process's
+    credentials, which in the whole flow include the sandbox's, reach it.
+    """
+    if staged["action"] != "deploy":
+        return {}
+    token = secrets.token_urlsafe(16)
+    requests = _infra_requests(test_images, pictures, deployment.picture_batch_size)
+    repeats = deployment.infra_requests
     server = ScoringProcess.for_model(
         f"models:/{staged['name']}@staging",
-        env=env,
+        env={**production.subprocess_env(), "MNIST_SERVING_TOKEN": token},
+        inherit_env=False,
         token=token,
         ready_timeout_s=deployment.server_ready_timeout_s,
     )
-    problems, latencies = [], []
     try:
         with server:
-            for what, body in valid.items():
-                for _ in range(deployment.infra_requests):
-                    status, latency = _request(server.url, body, token)
-                    latencies.append(latency)
-                    if status != 200:
-                        problems.append(f"{what} answered {status}")
-                        break
-            for what, body in invalid.items():
-                status, _ = _request(server.url, body, token)
-                if not 400 <= status < 500:
-                    problems.append(f"{what} answered {status}, expected 4xx")
-            if _request(server.url, valid["one image"], None)[0] != 401:
-                problems.append("a request without the token was not refused")
-    except Exception as exc:
+            problems, latencies = _exercise(server, token, requests, repeats)
+    except (ServerNotReady, OSError) as exc:  # URLError, a reset connection: the server's doing
         raise _reject(production, staged, f"infra-validation failed: {exc}") from exc
     if problems:
         raise _reject(
@@ -296,5 +351,6 @@ def promote(
         "previous_production": str(current.version) if current else None,
         "test_accuracy": staged["test_accuracy"],
         "photo_accuracy": staged["photo_accuracy"],
+        "photo_accuracy_by_category": staged["photo_accuracy_by_category"],
         **infra_report,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import subprocess
 import tempfile
@@ -11,7 +12,7 @@ from typing import Any
 import mlflow
 import numpy as np
 
-from mnist_mlops.datasets import ArrayBundle, Workspace
+from mnist_mlops.datasets import ArrayBundle
 from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
 from mnist_mlops.pipelines.registration.registry import (
     LINEAGE_TAG,
@@ -21,6 +22,7 @@ from mnist_mlops.pipelines.registration.registry import (
     wait_until_ready,
 )
 from mnist_mlops.serving.pyfunc import log_servable_model
+from mnist_mlops.workspaces import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +87,7 @@ def evaluate_candidate(
             failures.append(
                 f"test accuracy {accuracy:.4f} is {regression:.4f} below production version "
                 f"{incumbent.version} ({incumbent_accuracy:.4f}), more than "
-                f"registration.max_regression {registration['max_regression']}"
+                f"registration.max_regression {registration.max_regression}"
             )
     if failures:
         raise GateError("Candidate rejected, nothing registered: " + "; ".join(failures))
@@ -159,11 +161,7 @@ def push_to_production(
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as download_dir:
-        with sandbox.session() as client:
-            source = client.get_model_version_download_uri(name, version)
-            local_dir = mlflow.artifacts.download_artifacts(
-                artifact_uri=source, dst_path=download_dir
-            )
+        local_dir = sandbox.download(f"models:/{name}/{version}", download_dir)
         lineage_tags = {
             LINEAGE_TAG: lineage,
             "mnist.source_registry": sandbox.display_uri,
@@ -171,24 +169,9 @@ def push_to_production(
             "mnist.source_version": str(version),
             "mnist.source_run": sandbox_version["run_id"],
         }
-        with production.session() as client:
-            experiment_id = _experiment_id(client, production, registration.production_experiment)
-            run = client.create_run(
-                experiment_id, run_name=f"push {name} v{version}", tags=lineage_tags
-            )
-            try:
-                client.log_artifacts(run.info.run_id, local_dir, artifact_path="model")
-            except BaseException:
-                client.set_terminated(run.info.run_id, "FAILED")
-                raise
-            pushed = client.create_model_version(
-                name,
-                source=f"{run.info.artifact_uri}/model",
-                run_id=run.info.run_id,
-                tags={**sandbox_version["tags"], **lineage_tags},
-            )
-            wait_until_ready(client, name, pushed.version)
-            client.set_terminated(run.info.run_id, "FINISHED")
+        pushed = _register_copy(
+            production, local_dir, {**sandbox_version["tags"], **lineage_tags}, registration
+        )
     logger.info(
         "Pushed sandbox %s v%s to production v%s in %.1f s",
         name,
@@ -199,13 +182,42 @@ def push_to_production(
     return _pushed(pushed, lineage)
 
 
+def _register_copy(
+    production: Workspace,
+    local_dir: str,
+    tags: dict[str, str],
+    registration: RegistrationParameters,
+) -> Any:
+    """Upload the model into a new production run, then register it; a failed upload marks the
+    run FAILED and registers nothing."""
+    name = tags["mnist.source_model"]
+    with production.session() as client:
+        experiment_id = _experiment_id(client, production, registration.production_experiment)
+        run = client.create_run(
+            experiment_id, run_name=f"push {name} v{tags['mnist.source_version']}", tags=tags
+        )
+        try:
+            client.log_artifacts(run.info.run_id, local_dir, artifact_path="model")
+        except Exception as exc:
+            # Best effort: the server may be what failed; the upload error is what to report.
+            with contextlib.suppress(Exception):
+                client.set_terminated(run.info.run_id, "FAILED")
+            raise production.error(
+                exc, "could not store the model in its artifact store; nothing was registered"
+            ) from production.scrubbed(exc)
+        pushed = client.create_model_version(
+            name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id, tags=tags
+        )
+        wait_until_ready(client, name, pushed.version)
+        client.set_terminated(run.info.run_id, "FINISHED")
+    return pushed
+
+
 def _experiment_id(client: Any, workspace: Workspace, experiment: str) -> str:
     found = client.get_experiment_by_name(experiment)
     if found is not None:
         return found.experiment_id
-    return client.create_experiment(
-        experiment, artifact_location=workspace.default_artifact_location()
-    )
+    return client.create_experiment(experiment, artifact_location=workspace.artifact_location())
 
 
 def _pushed(version: Any, lineage: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from mlflow.exceptions import MlflowException
 
-from mnist_mlops.datasets import Workspace
+from mnist_mlops.workspaces import Workspace
 
 LINEAGE_TAG = "mnist.lineage"
 TEST_ACCURACY_TAG = "mnist.test_accuracy"

@@ -20,9 +20,15 @@ class Hyperparameters(Parameters):
 
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)  # global: split across the workers of a distributed run
-    learning_rate: float = Field(gt=0)
+    learning_rate: float = Field(gt=0)  # Adam's peak rate
+    warmup_fraction: float = Field(ge=0, lt=1)  # of the run's steps
     dropout: float = Field(ge=0, lt=1)
-    shift_px: int = Field(ge=0, le=14)  # 0 turns the augmentation off
+    # Augmentation; 0 turns each off.
+    shift_px: int = Field(ge=0, le=14)
+    rotation_deg: float = Field(ge=0, le=180)
+    zoom: float = Field(ge=0, lt=1)
+    label_smoothing: float = Field(ge=0, lt=1)
+    ema_momentum: float = Field(ge=0, lt=1)  # 0 = no moving average of the weights
     seed: int
 
 

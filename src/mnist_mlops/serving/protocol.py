@@ -1,0 +1,115 @@
+"""uvicorn's httptools protocol with the limits uvicorn lacks, answering in JSON.
+
+Measured against uvicorn 0.54 (no option for any of these): a client sending its headers one
+byte at a time, or opening a connection and sending nothing, held it forever; headers have no
+size limit; requests over its ``limit_concurrency`` and unparsable requests get plain-text
+answers. This subclass adds a header deadline (the first request's and each keep-alive
+request's), a header size limit (431), a URL size limit (414), a connection cap per worker
+(503 on connect) and MLflow's JSON error shape for every refusal made before the app runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from mnist_mlops.serving import metrics
+from mnist_mlops.serving.settings import ServingLimits
+
+MAX_URL_BYTES = 8 * 1024
+
+
+def error_body(error_code: str, message: str) -> bytes:
+    """MLflow's error shape, the only one the server answers with."""
+    return orjson.dumps({"error_code": error_code, "message": message})
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """One client connection, refused as soon as it breaks a limit of ``serving.limits``."""
+
+    def __init__(self, *args: Any, limits: ServingLimits, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = limits
+        self._header_bytes = 0
+        self._url_bytes = 0
+        self._refusal: tuple[int, str, str] | None = None
+        self._header_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            self._refuse(503, "TEMPORARILY_UNAVAILABLE", "too many connections, retry later")
+            return
+        self._arm_header_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_deadline()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_bytes = self._url_bytes = 0
+        self._arm_header_deadline()  # a keep-alive request gets the same deadline
+
+    def on_url(self, url: bytes) -> None:
+        self._url_bytes += len(url)
+        if self._url_bytes > MAX_URL_BYTES:
+            self._refusal = (414, "REQUEST_URI_TOO_LONG", f"URL over {MAX_URL_BYTES} bytes")
+            raise ValueError("URL too long")  # stops the parser: data_received refuses
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > self.limits.max_header_bytes:
+            message = f"headers over {self.limits.max_header_bytes} bytes"
+            self._refusal = (431, "REQUEST_HEADER_FIELDS_TOO_LARGE", message)
+            raise ValueError("headers too large")
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._disarm_header_deadline()
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        """Every request uvicorn cannot parse (or this class stopped) gets a JSON answer."""
+        status, code, message = self._refusal or (400, "BAD_REQUEST", "malformed HTTP request")
+        self._refuse(status, code, message)
+
+    def _refuse(self, status: int, error_code: str, message: str) -> None:
+        self._disarm_header_deadline()
+        metrics.ERRORS.labels(kind=error_code.lower()).inc()
+        if self.transport.is_closing():
+            return
+        body = error_body(error_code, message)
+        self.transport.write(
+            b"".join(
+                [
+                    STATUS_LINE[status],
+                    b"content-type: application/json\r\n",
+                    b"content-length: %d\r\n" % len(body),
+                    b"connection: close\r\n\r\n",
+                    body,
+                ]
+            )
+        )
+        self.transport.close()
+
+    def _arm_header_deadline(self) -> None:
+        self._disarm_header_deadline()
+        self._header_deadline = self.loop.call_later(
+            self.limits.header_timeout_s, self._headers_too_slow
+        )
+
+    def _disarm_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_deadline = None
+        if self.cycle is None or self.cycle.response_complete:
+            limit = self.limits.header_timeout_s
+            self._refuse(408, "REQUEST_TIMEOUT", f"request headers not received within {limit} s")

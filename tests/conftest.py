@@ -24,6 +24,14 @@ from mnist_mlops.workspaces import Workspace
 from tests.mlflow_servers import MlflowServer
 
 PROJECT_ROOT = Path(mnist_mlops.__file__).resolve().parents[2]
+# The recipe's extras turned off, for the tests' own short trainings (hyperparameters by hand).
+NO_RECIPE_EXTRAS = {
+    "warmup_fraction": 0.0,
+    "rotation_deg": 0,
+    "zoom": 0.0,
+    "label_smoothing": 0.0,
+    "ema_momentum": 0.0,
+}
 RAW_MNIST = PROJECT_ROOT / "data" / "01_raw" / "mnist"
 
 
@@ -77,7 +85,8 @@ def quick_training() -> dict:
     """``params:training`` for a one-epoch run on a few hundred images."""
     with open(PROJECT_ROOT / "conf" / "base" / "parameters_training.yml") as f:
         training = yaml.safe_load(f)["training"]
-    training["hyperparameters"].update(epochs=1, batch_size=64, learning_rate=0.003)
+    # Ten steps: a moving average of the weights would still be mostly their initial values.
+    training["hyperparameters"].update(epochs=1, batch_size=64, learning_rate=0.003, ema_momentum=0)
     return training
 
 
@@ -121,7 +130,7 @@ def decent_model(mnist_raw, tmp_path_factory):
     dataset = ArrayBundleDataset(filepath=str(tmp_path_factory.mktemp("decent") / "mnist.npz"))
     dataset.save(arrays)
     hyperparameters = {"epochs": 3, "batch_size": 128, "learning_rate": 0.003}
-    hyperparameters.update(dropout=0.3, shift_px=2, seed=5)
+    hyperparameters.update(dropout=0.3, shift_px=2, seed=5, **NO_RECIPE_EXTRAS)
     model = build_model("lean_cnn", hyperparameters, total_steps=1)
     model.set_weights(fit_model(dataset.load(), hyperparameters, "lean_cnn").weights)
     return model
@@ -148,6 +157,7 @@ def registry_uri(tmp_path_factory, decent_model):
 
 
 PHOTOS = sorted((PROJECT_ROOT / "data" / "01_raw" / "photos" / "images").glob("[0-9]_*"))
+REAL_PICTURES = PROJECT_ROOT / "data" / "01_raw" / "photos" / "labels.csv"
 
 
 # Two real basic-auth MLflow servers standing in for the sandbox and production workspaces.

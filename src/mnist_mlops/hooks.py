@@ -189,7 +189,10 @@ class WorkspaceHooks:
         workspaces = context.config_loader["globals"].get("workspaces", {})
         credentials = context.config_loader["credentials"]
         for workspace in workspaces.values():
-            auth.bind(workspace["tracking_uri"], credentials.get(workspace["credentials"], {}))
+            secrets = credentials.get(workspace["credentials"], {})
+            for uri in (workspace["tracking_uri"], workspace.get("registry_uri")):
+                if uri:
+                    auth.bind(uri, secrets)
         # MLflow's defaults (7 retries, exponential backoff) hide a stopped store for minutes.
         for variable, value in context.config_loader["globals"].get("mlflow_http", {}).items():
             os.environ.setdefault(variable, str(value))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,10 @@ from mlflow.types import ColSpec, DataType, Schema
 from mlflow.types.schema import Array
 
 from mnist_mlops.serving import preprocessing
-from mnist_mlops.serving.preprocessing import InvalidInput, pixels_from_array, pixels_from_image
+from mnist_mlops.serving.preprocessing import InvalidInput, digit_candidates, pixels_from_array
 
 ONNX_ARTIFACT = "onnx_model"
-_REQUIREMENTS = ("mlflow", "cloudpickle", "numpy", "pandas", "pillow", "onnxruntime")
+_REQUIREMENTS = ("mlflow", "cloudpickle", "numpy", "pandas", "pillow", "scipy", "onnxruntime")
 # What ``predict`` returns, declared rather than inferred from an example: inferring it makes
 # MLflow warn that an integer column cannot hold missing values (the digit never is missing).
 OUTPUT_SCHEMA = Schema(
@@ -29,11 +29,12 @@ OUTPUT_SCHEMA = Schema(
 )
 
 
-def to_pixels(model_input: Any) -> np.ndarray:
+def to_pixels(model_input: Any, score: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Pixels (N, 28, 28) of whatever MLflow hands the model.
 
     A DataFrame with an ``image`` column (``dataframe_records`` of base64 photos) is made
-    MNIST-like; a ``pixels`` column (a table scored by Spark) holds 784 pixels per row; anything
+    MNIST-like (``score``, the model's probabilities, picks between a picture's readings); a
+    ``pixels`` column (a table scored by Spark) holds 784 pixels per row; anything
     else (``inputs``, ``instances``, arrays) must already be 0-255 pixels.
     """
     if isinstance(model_input, pd.DataFrame):
@@ -42,7 +43,8 @@ def to_pixels(model_input: Any) -> np.ndarray:
             if column in model_input.columns and model_input.empty:
                 raise InvalidInput("the batch is empty")
         if "image" in model_input.columns:
-            return np.stack([pixels_from_image(image) for image in model_input["image"]])
+            readings = [digit_candidates(image) for image in model_input["image"]]
+            return _likeliest_readings(readings, score)
         if "pixels" in model_input.columns:
             return pixels_from_array(np.stack(model_input["pixels"].to_numpy()))
         return pixels_from_array(model_input.to_numpy())
@@ -51,6 +53,20 @@ def to_pixels(model_input: Any) -> np.ndarray:
             raise InvalidInput(f"expected one input tensor, got {sorted(model_input)}")
         model_input = next(iter(model_input.values()))
     return pixels_from_array(model_input)
+
+
+def _likeliest_readings(
+    candidates: list[np.ndarray], score: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """Of each picture's candidate digits, the one the model reads most confidently."""
+    stacked = np.concatenate(candidates)
+    confidence = score(stacked).max(axis=1)
+    starts = np.cumsum([0] + [len(c) for c in candidates[:-1]])
+    picks = [
+        start + int(np.argmax(confidence[start : start + len(c)]))
+        for start, c in zip(starts, candidates, strict=True)
+    ]
+    return stacked[picks]
 
 
 class MnistDigitModel(mlflow.pyfunc.PythonModel):
@@ -76,7 +92,7 @@ class MnistDigitModel(mlflow.pyfunc.PythonModel):
 
         The scoring server calls it so that a version swapped in brings its preprocessing along.
         """
-        return to_pixels(model_input)
+        return to_pixels(model_input, self.probabilities)
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """Softmax outputs (N, 10) for validated pixels (N, 28, 28)."""

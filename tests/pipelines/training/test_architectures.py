@@ -31,7 +31,7 @@ def custom_results(spark, small_model_input) -> list[TrainingResult]:
     """Both architectures through the custom strategy: one epoch on a few hundred images."""
     with open(PROJECT_ROOT / "conf" / "base" / "parameters_training.yml") as f:
         training = yaml.safe_load(f)["training"]
-    training["hyperparameters"].update(epochs=1, batch_size=64)
+    training["hyperparameters"].update(epochs=1, batch_size=64, learning_rate=0.003, ema_momentum=0)
     training["architectures"] = "lean_cnn+original_cnn"  # the command-line form
     return train_custom(small_model_input, training)
 
@@ -67,10 +67,14 @@ def test_comparison_has_one_row_per_strategy_and_architecture(custom_results):
 
 def test_chart_labels_each_architecture(custom_results):
     figure = plot_strategy_comparison(*SKIPPED, custom_results)
-    curves, throughput = figure.axes
+    curves, accuracy, throughput = figure.axes
     labels = ["custom/lean_cnn", "custom/original_cnn"]
     assert [text.get_text() for text in curves.get_legend().get_texts()] == labels
-    assert [tick.get_text() for tick in throughput.get_xticklabels()] == labels
+    for axes in (accuracy, throughput):
+        assert [tick.get_text() for tick in axes.get_xticklabels()] == labels
+    # Each test-accuracy bar is labelled with its percentage.
+    percent = [f"{100 * r.metrics['test_accuracy']:.2f}" for r in custom_results]
+    assert [text.get_text() for text in accuracy.texts] == percent
 
 
 def test_each_architecture_is_its_own_run_and_the_champion_one_of_them(custom_results):

@@ -26,7 +26,13 @@ def _assert_predicts(result, bundle):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-4)
     # One epoch on 640 images: far better than chance (10%).
     assert result.metrics["test_accuracy"] > 0.4
-    assert result.metrics["images_per_s"] > 0 and result.metrics["startup_s"] > 0
+    metrics = result.metrics
+    assert metrics["startup_s"] > 0 and metrics["validation_s"] > 0 and metrics["teardown_s"] >= 0
+    # Throughput is the training batches after the first over the training clock alone.
+    trained_after_first = 640 // 64 * 64 - 64
+    assert metrics["images_per_s"] == pytest.approx(trained_after_first / metrics["train_s"])
+    parts = metrics["startup_s"] + metrics["train_s"] + metrics["validation_s"]
+    assert parts + metrics["teardown_s"] < metrics["wall_time_s"]
     assert len(result.history["val_accuracy"]) == 1
 
 

@@ -15,8 +15,10 @@ class TrainingResult:
     """A trained model with its learning curves, evaluation and timing.
 
     ``metrics`` holds ``validation_accuracy``, ``test_accuracy``, ``test_loss``,
-    ``wall_time_s`` (whole node), ``startup_s`` (node start to first finished step) and
-    ``images_per_s`` (training throughput after the first step).
+    ``wall_time_s`` (whole node), ``startup_s`` (node start to first finished step),
+    ``train_s`` (training batches after the first), ``validation_s`` (per-epoch validation),
+    ``teardown_s`` (last epoch's end to the driver holding the weights) and ``images_per_s``
+    (training throughput over ``train_s``).
     """
 
     strategy: str

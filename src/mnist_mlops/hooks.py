@@ -217,8 +217,9 @@ class RunSummaryHooks:
         error: Exception | None = None,
     ) -> None:
         produced = pipeline.all_outputs() if error is None else set()
-        reports = {
-            what: str(catalog.get(name)._describe()["filepath"])
+        project = run_params.get("project_path") or os.getcwd()
+        reports = {  # the path each dataset writes, as a user in the project folder types it
+            what: os.path.relpath(str(catalog.get(name)._describe()["filepath"]), project)
             for name, what in run_summary.REPORTS.items()
             if name in produced
         }

@@ -26,6 +26,8 @@ ALLOWED_WARNINGS = {
     # while they load, before any log configuration exists; absl prefixes it with this notice.
     # Neither TF_CPP_MIN_LOG_LEVEL (even 3) nor anything else in-process reaches it (measured).
     r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$",
+    # Not a warning: Spark says at which level its log starts.
+    r'^Setting default log level to "WARN"\.$',
     # The JVM announces the incubator module Spark 4 itself adds to its command line.
     r"^WARNING: Using incubator modules: jdk\.incubator\.vector$",
     # pip's pyspark ships no native Hadoop library; the Java fallback is what every pip user runs.
@@ -87,6 +89,7 @@ def test_a_default_run_is_quiet_and_ends_on_its_summary(scratch_project):
         assert heading in summary
     assert "| local/lean_cnn | 1 |" in summary and "| custom/lean_cnn | 2 |" in summary
     assert "mnist-cnn version 1 is production" in " ".join(summary.split())
+    assert "- strategy comparison chart: `data/08_reporting/strategy_comparison.png`" in summary
     mlflow.set_tracking_uri(f"sqlite:///{scratch_project}/mlruns/sandbox.db")
     (parent,) = mlflow.search_runs(
         experiment_names=["mnist-mlops"],

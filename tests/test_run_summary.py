@@ -134,3 +134,13 @@ def test_batch_scoring_ends_with_its_result_in_one_paragraph():
         "Scored 10,000 images with version 4: mean confidence 0.987, 12 below 0.5. "
         "Digits: 0: 10%, 1: 11%." in _words(text)
     )
+
+
+def test_a_rejected_candidate_still_shows_what_was_trained_and_why_it_stopped():
+    outputs = {k: _whole_flow()[k] for k in ("strategy_comparison", "champion")}
+    error = RuntimeError("Candidate rejected, nothing registered: test accuracy 0.9812 is below")
+    text = render("Run summary: __default__", outputs, REGISTRATION, {}, error=error)
+
+    assert "## Training" in text and "| custom/original_cnn | 2 |" in text
+    assert "## Stopped\n\nRuntimeError: Candidate rejected, nothing registered" in text
+    assert "kedro serve" not in text and "`kedro mlflow ui`" in text

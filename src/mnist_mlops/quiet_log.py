@@ -19,7 +19,7 @@ _LOG_RECORDS = (
     # The `local` strategy asks the runner for local mode on purpose.
     ("MirroredStrategyRunner", r"MirroredStrategyRunner will run in local mode"),
     # spark-tensorflow-distributor 1.0 builds its strategy with a class TensorFlow deprecated;
-    # the runner is the library the issue compares, so we keep it.
+    # the runner is what three of the four strategies are about, so it stays.
     ("tensorflow", r"_CollectiveAllReduceStrategyExperimental\.__init__ .* is deprecated"),
     # Each strategy's model is a new model whose predict function is traced once, when MLflow
     # checks its input example: TensorFlow counts them as one function retraced.

@@ -171,9 +171,11 @@ def batch_paragraph(scored: BatchScores) -> list[str]:
     ]
 
 
-def next_steps(outputs: dict[str, Any]) -> list[str]:
+def next_steps(outputs: dict[str, Any], error: BaseException | None = None) -> list[str]:
     """The commands that follow from what the run did."""
     lines = ["## Next", ""]
+    if error is not None:
+        return [*lines, "- see what ran: `kedro mlflow ui`"]
     report = outputs.get("deployment_report")
     if report and report["action"] in ("deploy", "rollback"):
         lines.append("- serve it: `kedro serve --env gcp`")
@@ -196,6 +198,7 @@ def render(
     registration: dict[str, Any],
     reports: dict[str, str],
     batch: BatchScores | None = None,
+    error: BaseException | None = None,
 ) -> str:
     """The whole summary of one run, only the sections it has (empty when it has none).
 
@@ -205,6 +208,7 @@ def render(
         registration: ``params:registration``, for the gate's thresholds.
         reports: files the run wrote, by description.
         batch: what batch scoring produced, when it ran.
+        error: what stopped the run (a rejected candidate, a failed check), if anything did.
     """
     body: list[str] = []
     if "strategy_comparison" in outputs:
@@ -218,6 +222,8 @@ def render(
         body += monitoring_paragraph(outputs["monitoring_report"])
     if batch is not None:
         body += batch_paragraph(batch)
+    if error is not None:
+        body += ["## Stopped", "", f"{type(error).__name__}: {error}".splitlines()[0], ""]
     if not body:
         return ""
     lines = [f"# {title}", "", *body]
@@ -225,7 +231,7 @@ def render(
         lines += ["## Reports", ""]
         lines += [f"- {what}: `{path}`" for what, path in reports.items()]
         lines.append("")
-    return "\n".join(_wrap(line) for line in lines + next_steps(outputs)) + "\n"
+    return "\n".join(_wrap(line) for line in lines + next_steps(outputs, error)) + "\n"
 
 
 def _wrap(line: str, width: int = 100) -> str:

@@ -69,15 +69,12 @@ class StrategyRunDataset(AbstractDataset[Result | list[Result], Any]):
             mlflow.tracking.MlflowClient().log_batch(run.info.run_id, metrics=history)
             mlflow.log_metrics(data.metrics)
             mlflow.tensorflow.log_model(
-                data.model,
+                _without_optimizer(data.model),
                 name=self._artifact_path,
                 signature=_signature(),
                 input_example=_EXAMPLE,
                 # Pinned to this environment, so MLflow need not infer them (uv export, pip).
                 pip_requirements=[f"{name}=={version(name)}" for name in _REQUIREMENTS],
-                # A model to compare and to serve, not to resume training: no optimizer state
-                # (MLflow reloads it to check the example, which would warn that it skips it).
-                keras_model_kwargs={"include_optimizer": False},
             )
         return dataclasses.replace(data, run_id=run.info.run_id)
 
@@ -102,3 +99,17 @@ def _signature() -> Any:
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 28, 28))]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 10))]),
     )
+
+
+def _without_optimizer(model: Any) -> Any:
+    """The model, uncompiled: logged to compare and to serve, not to resume training.
+
+    A compiled model saves an optimizer without state, and MLflow, reloading it to check the
+    input example, warns that it skips restoring it (TF-Keras's native format cannot leave the
+    optimizer out any other way).
+    """
+    import tensorflow as tf
+
+    clone = tf.keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone

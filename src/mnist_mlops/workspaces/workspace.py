@@ -37,6 +37,7 @@ INHERITED_VARIABLES = (
 )  # fmt: skip
 _USERINFO = re.compile(r"//[^/@\s]+@")
 _MAX_MESSAGE = 1500
+_EXHAUSTED = re.compile(r"too many \d{3} error responses")
 
 
 def display_uri(uri: str) -> str:
@@ -147,11 +148,33 @@ class Workspace:
 
     def error(self, exc: BaseException, doing: str = "failed") -> WorkspaceError:
         """A :class:`WorkspaceError` naming this workspace, for ``exc`` (scrubbed)."""
-        message = " ".join(self.scrub(f"{type(exc).__name__}: {exc}").split())
+        message = f"{type(exc).__name__}: {exc}"
+        if _EXHAUSTED.search(message):  # MLflow retried a failing server and kept no answer
+            message += f" (the server now answers: {self._server_says()})"
+        message = " ".join(self.scrub(message).split())
         if len(message) > _MAX_MESSAGE:  # MLflow quotes whole response bodies
             message = message[:_MAX_MESSAGE] + " [...]"
         where = f"MLflow workspace {self.name!r} at {self.display_uri}"
         return WorkspaceError(f"{where} {doing}: {message}")
+
+    def _server_says(self) -> str:
+        """One request without retries to a database-backed endpoint: the server's own account
+        of what fails (``psycopg2.OperationalError ...`` when its database is down)."""
+        import requests
+
+        try:
+            answer = requests.get(
+                f"{self.tracking_uri.rstrip('/')}/api/2.0/mlflow/experiments/search",
+                params={"max_results": 1},
+                auth=auth.OriginAuth(),
+                timeout=10,
+            )
+        except requests.RequestException as exc:
+            return f"no answer ({type(exc).__name__})"
+        try:
+            return f"{answer.status_code} {answer.json().get('message', '')}"
+        except ValueError:
+            return f"{answer.status_code} {answer.text[:300]}"
 
     def scrubbed(self, exc: BaseException, depth: int = 0) -> ScrubbedError:
         """A copy of ``exc`` and its causes, scrubbed, to chain to a :class:`WorkspaceError`."""

@@ -30,6 +30,7 @@ from pathlib import Path
 import click
 import mlflow
 import numpy as np
+import yaml
 
 import mnist_mlops  # noqa: F401  (sets the TensorFlow environment first)
 from mnist_mlops.datasets import IDXDataset
@@ -93,7 +94,8 @@ def registry(root: Path) -> tuple[str, str]:
     uri = f"sqlite:///{root}/mlflow.db"
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.create_experiment("benchmark", artifact_location=str(root / "artifacts"))
-    hyperparameters = {"learning_rate": 0.003, "dropout": 0.3}
+    with open(ROOT / "conf" / "base" / "parameters_training.yml") as f:
+        hyperparameters = yaml.safe_load(f)["training"]["hyperparameters"]
     with mlflow.start_run(experiment_id=experiment):
         seed_model = build_model("original_cnn", hyperparameters, total_steps=1)
         seed_uri = mlflow.tensorflow.log_model(seed_model, name="seed").model_uri

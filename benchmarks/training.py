@@ -22,8 +22,10 @@ import mnist_mlops  # noqa: F401  (sets the TensorFlow environment first)
 from mnist_mlops.datasets import ArrayBundleDataset, IDXDataset
 from mnist_mlops.hooks import start_spark
 from mnist_mlops.pipelines.data_prep.nodes import split_train_validation
+from mnist_mlops.pipelines.data_prep.parameters import DataPrepParameters
 from mnist_mlops.pipelines.training import nodes
 from mnist_mlops.pipelines.training.model import build_model
+from mnist_mlops.pipelines.training.parameters import TrainingParameters
 from mnist_mlops.serving.process import free_port
 from mnist_mlops.spark_cluster import Cluster
 
@@ -82,7 +84,7 @@ def main() -> None:
         for kind, idx in (("images", "idx3-ubyte"), ("labels", "idx1-ubyte"))
     }
     arrays = split_train_validation(
-        mnist, {"validation_images": 5000, "max_train_images": args.images, "seed": 42}
+        mnist, DataPrepParameters(validation_images=5000, max_train_images=args.images, seed=42)
     )
     dataset = ArrayBundleDataset(filepath=str(Path(tempfile.mkdtemp()) / "mnist.npz"))
     dataset.save(arrays)
@@ -91,6 +93,7 @@ def main() -> None:
     training = training["training"]
     training["hyperparameters"]["epochs"] = args.epochs
     hyperparameters = training["hyperparameters"]
+    training = TrainingParameters.model_validate(training)
 
     runs: dict[str, list[dict[str, float]]] = {}
 

@@ -88,7 +88,11 @@ def served(registry, tmp_path_factory):
         "MNIST_REQUEST_LOG": str(log),
     }
     command = kedro_serve(project, port, "--workers", "2", "--params", params)
-    with ScoringProcess(command, port=port, env=env, token=TOKEN, cwd=project) as server:
+    # Two workers each import MLflow: on a busy 2-core machine that took over 120 s.
+    server = ScoringProcess(
+        command, port=port, env=env, token=TOKEN, cwd=project, ready_timeout_s=300
+    )
+    with server:
         yield {"url": server.url, "port": port, "token": TOKEN, "process": server, "log": log}
 
 

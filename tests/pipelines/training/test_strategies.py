@@ -11,11 +11,11 @@ from mnist_mlops.pipelines.training.nodes import (
     train_local,
     train_single_node,
 )
-from mnist_mlops.pipelines.training.result import SkippedStrategy, TrainingResult
 from mnist_mlops.pipelines.training.spark_runner import (
     DistributedTrainingError,
     run_with_runner,
 )
+from mnist_mlops.strategies import SkippedStrategy, TrainingResult
 
 
 def _assert_predicts(result, bundle):

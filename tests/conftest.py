@@ -85,8 +85,7 @@ def quick_training() -> dict:
     """``params:training`` for a one-epoch run on a few hundred images."""
     with open(PROJECT_ROOT / "conf" / "base" / "parameters_training.yml") as f:
         training = yaml.safe_load(f)["training"]
-    # Ten steps: a moving average of the weights would still be mostly their initial values.
-    training["hyperparameters"].update(epochs=1, batch_size=64, learning_rate=0.003, ema_momentum=0)
+    training["hyperparameters"].update(epochs=1, batch_size=64, learning_rate=0.003)
     return training
 
 

@@ -34,6 +34,7 @@ lint: setup
 
 test: lint  ## ruff, then the whole test suite
 	@scripts/ensure_chromium.sh
+	@scripts/ensure_workspace_services.sh
 	$(UV) run --frozen pytest $(ARGS)
 
 format: setup

@@ -46,6 +46,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         production = Workspace(name="production", tracking_uri=f"sqlite:///{tmp}/mlflow.db")
+        mlflow.set_tracking_uri(production.tracking_uri)
         with production.session() as client:
             mlflow.set_experiment("batch-benchmark")
             with mlflow.start_run():

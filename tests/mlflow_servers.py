@@ -50,8 +50,12 @@ class MlflowServer:
         env = {
             "MLFLOW_AUTH_CONFIG_PATH": str(self.ini),
             "MLFLOW_FLASK_SERVER_SECRET_KEY": "tests-only-secret",
+            # No job runner: unused here, and its consumers outlive a killed server.
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         }
-        self.process = ScoringProcess(command, port=self.port, env=env, health_path="/health")
+        self.process = ScoringProcess(
+            command, port=self.port, env=env, health_path="/health", ready_timeout_s=300
+        )  # a shared 2-core machine once took over 120 s
         self.process.start()
 
     def stop(self) -> None:

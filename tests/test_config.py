@@ -72,6 +72,8 @@ def test_each_workspace_uri_is_written_once(conf, env, home, monkeypatch):
     assert catalog["production_workspace"]["tracking_uri"] == "https://production.example:443"
     home_uri = catalog[f"{home}_workspace"]["tracking_uri"]
     assert mlflow["server"]["mlflow_tracking_uri"] == home_uri
+    assert mlflow["server"]["mlflow_registry_uri"] is None  # the tracking server's registry
+    assert catalog[f"{home}_workspace"]["registry_uri"] is None
     assert mlflow["server"]["credentials"] is None  # never exported process-wide
     # A server keeps its own artifacts: no local folder for the experiment.
     assert mlflow["tracking"]["experiment"]["create_experiment_kwargs"]["artifact_location"] is None

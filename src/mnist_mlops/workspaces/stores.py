@@ -16,7 +16,8 @@ from typing import Any
 
 from mnist_mlops.workspaces.daemons import Daemon, ServiceError, answers
 
-PROJECT_SERVICES = Path("services")  # package.json and node_modules of the Node.js services
+# package.json and node_modules of the Node.js services, in the project's checkout.
+PROJECT_SERVICES = Path(__file__).resolve().parents[3] / "services"
 
 
 def _run(command: list[str], what: str) -> None:

@@ -37,6 +37,7 @@ INHERITED_VARIABLES = (
 )  # fmt: skip
 _USERINFO = re.compile(r"//[^/@\s]+@")
 _MAX_MESSAGE = 1500
+_EXHAUSTED = re.compile(r"too many \d{3} error responses")
 
 
 def display_uri(uri: str) -> str:
@@ -118,15 +119,15 @@ class Workspace:
             raise self.error(exc) from self.scrubbed(exc)
 
     def download(self, artifact_uri: str, dst_path: str | None = None) -> str:
-        """Download ``models:/...``, ``runs:/...`` or artifact URIs of this workspace."""
+        """Download ``models:/<name>/<version>``, ``models:/<name>@<alias>``, ``models:/<id>``
+        or an artifact URI of this workspace; the local path."""
         import mlflow
 
-        with self.session():
+        with self.session() as client:
             return mlflow.artifacts.download_artifacts(
-                artifact_uri=artifact_uri,
+                artifact_uri=_artifact_location(client, artifact_uri),
                 dst_path=dst_path or tempfile.mkdtemp(prefix=f"{self.name}-"),
                 tracking_uri=self.tracking_uri,
-                registry_uri=self.registry_uri or self.tracking_uri,
             )
 
     def load_pyfunc(self, model_uri: str) -> Any:
@@ -147,11 +148,33 @@ class Workspace:
 
     def error(self, exc: BaseException, doing: str = "failed") -> WorkspaceError:
         """A :class:`WorkspaceError` naming this workspace, for ``exc`` (scrubbed)."""
-        message = " ".join(self.scrub(f"{type(exc).__name__}: {exc}").split())
+        message = f"{type(exc).__name__}: {exc}"
+        if _EXHAUSTED.search(message):  # MLflow retried a failing server and kept no answer
+            message += f" (the server now answers: {self._server_says()})"
+        message = " ".join(self.scrub(message).split())
         if len(message) > _MAX_MESSAGE:  # MLflow quotes whole response bodies
             message = message[:_MAX_MESSAGE] + " [...]"
         where = f"MLflow workspace {self.name!r} at {self.display_uri}"
         return WorkspaceError(f"{where} {doing}: {message}")
+
+    def _server_says(self) -> str:
+        """One request without retries to a database-backed endpoint: the server's own account
+        of what fails (``psycopg2.OperationalError ...`` when its database is down)."""
+        import requests
+
+        try:
+            answer = requests.get(
+                f"{self.tracking_uri.rstrip('/')}/api/2.0/mlflow/experiments/search",
+                params={"max_results": 1},
+                auth=auth.OriginAuth(),
+                timeout=10,
+            )
+        except requests.RequestException as exc:
+            return f"no answer ({type(exc).__name__})"
+        try:
+            return f"{answer.status_code} {answer.json().get('message', '')}"
+        except ValueError:
+            return f"{answer.status_code} {answer.text[:300]}"
 
     def scrubbed(self, exc: BaseException, depth: int = 0) -> ScrubbedError:
         """A copy of ``exc`` and its causes, scrubbed, to chain to a :class:`WorkspaceError`."""
@@ -167,3 +190,24 @@ class Workspace:
         auth.bind(self.tracking_uri, self.credentials)
         if self.registry_uri:
             auth.bind(self.registry_uri, self.credentials)
+
+
+def _artifact_location(client: Any, uri: str) -> str:
+    """Where the artifacts behind a ``models:/`` URI are, asked of ``client``'s workspace.
+
+    MLflow's own resolution of ``models:/`` looks the model up in the process-wide registry,
+    whatever registry URI the download is given: resolving here keeps it in this workspace.
+    """
+    if not uri.startswith("models:/"):
+        return uri
+    reference = uri.removeprefix("models:/")
+    if "@" in reference:
+        name, alias = reference.split("@", 1)
+        uri = client.get_model_version_download_uri(
+            name, client.get_model_version_by_alias(name, alias).version
+        )
+    elif "/" in reference:
+        uri = client.get_model_version_download_uri(*reference.split("/", 1))
+    if uri.startswith("models:/"):  # a logged model (models:/m-...)
+        return client.get_logged_model(uri.removeprefix("models:/")).artifact_location
+    return uri

@@ -22,9 +22,11 @@ def production(servers, decent_model):
     """The production server, with a version of the decent model under the alias production."""
     production = workspace(servers["production"], "production")
     with production.session() as client:
+        mlflow.set_tracking_uri(production.tracking_uri)  # fluent calls: the production server
         mlflow.set_experiment("batch-predict-tests")
         with mlflow.start_run():
             info = log_servable_model(decent_model, registered_model_name=NAME)
+        mlflow.set_tracking_uri(None)
         client.set_registered_model_alias(NAME, "production", info.registered_model_version)
     return production
 

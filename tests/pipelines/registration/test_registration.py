@@ -66,14 +66,11 @@ def test_push_copies_a_working_model_with_lineage(
         assert version.tags["mnist.source_version"] == sandbox_version["version"]
         assert version.tags["mnist.strategy"] == "single_node"
         assert version.tags["mnist.data_sha256.test_images"] == "ab" * 32
-        served = mlflow.pyfunc.load_model(f"models:/mnist-cnn/{pushed['version']}")
-        production_digits = served.predict(test_images)["digit"]
+    served = production.load_pyfunc(f"models:/mnist-cnn/{pushed['version']}")
+    production_digits = served.predict(test_images)["digit"]
     assert "Pa55word" not in repr(version)
-    with sandbox.session():
-        sandbox_model = mlflow.pyfunc.load_model(f"models:/mnist-cnn/{sandbox_version['version']}")
-        np.testing.assert_array_equal(
-            sandbox_model.predict(test_images)["digit"], production_digits
-        )
+    sandbox_model = sandbox.load_pyfunc(f"models:/mnist-cnn/{sandbox_version['version']}")
+    np.testing.assert_array_equal(sandbox_model.predict(test_images)["digit"], production_digits)
     expected = tiny_model.predict(test_images, verbose=0).argmax(axis=1)
     np.testing.assert_array_equal(production_digits, expected)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -15,28 +17,29 @@ from mnist_mlops.serving.preprocessing import input_statistics
 logger = logging.getLogger(__name__)
 
 ROW_COLUMNS = ["digit", "confidence", "label", "mean_intensity", "ink_fraction"]
+REQUEST_KEYS = {"time", "status", "rows", "model_version"}
 
 
-def recent_rows(request_log: pd.DataFrame, monitoring: dict[str, Any]) -> pd.DataFrame:
+def recent_rows(request_log: Iterable[dict[str, Any]], monitoring: dict[str, Any]) -> pd.DataFrame:
     """One row per image the server scored, the ``window_images`` most recent (0 = all).
+
+    The log is read one request at a time: only the window is ever held in memory.
 
     Raises:
         ValueError: when the log holds no scored image, or is not a request log.
     """
-    missing = {"time", "status", "rows", "model_version"} - set(request_log.columns)
-    if missing:
-        raise ValueError(f"not a request log of the scoring server: no {sorted(missing)}")
-    scored = request_log[request_log["status"] == 200]
-    rows = [
-        {"time": str(request.time), "model_version": str(request.model_version), **row}
-        for request in scored.itertuples()
-        for row in request.rows
-    ]
-    if not rows:
+    recent: deque[dict[str, Any]] = deque(maxlen=monitoring["window_images"] or None)
+    for request in request_log:
+        missing = REQUEST_KEYS - request.keys()
+        if missing:
+            raise ValueError(f"not a request log of the scoring server: no {sorted(missing)}")
+        if request["status"] != 200:
+            continue
+        context = {"time": str(request["time"]), "model_version": str(request["model_version"])}
+        recent.extend({**context, **row} for row in request["rows"])
+    if not recent:
         raise ValueError("the request log holds no scored image: nothing to monitor yet")
-    frame = pd.DataFrame(rows, columns=["time", "model_version", *ROW_COLUMNS])
-    window = monitoring["window_images"]
-    return frame.tail(window).reset_index(drop=True) if window else frame
+    return pd.DataFrame(list(recent), columns=["time", "model_version", *ROW_COLUMNS])
 
 
 def describe_training_images(

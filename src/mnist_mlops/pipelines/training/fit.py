@@ -66,8 +66,7 @@ def fit_model(
     import tensorflow as tf
 
     strategy = _strategy(communication)
-    if not logging.getLogger().handlers:  # a Spark task: progress goes to the executor's stderr
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    _log_progress_to_stderr()
     tf.keras.utils.set_random_seed(hyperparameters["seed"])
     arrays = bundle.load()
     global_batch = hyperparameters["batch_size"]
@@ -95,10 +94,13 @@ def fit_model(
         verbose=0,
     )
     per_worker_images = progress.batches * global_batch // strategy.num_replicas_in_sync
-    # Every worker contributes its pid: proof that distinct processes shared the work.
-    worker_pids = strategy.gather(
-        strategy.run(lambda: tf.constant([os.getpid()], dtype=tf.int64)), axis=0
-    )
+    # Every worker contributes its pid: proof that distinct processes shared the work. Inside a
+    # tf.function, as a multi-worker strategy wants its collectives (eagerly it warns).
+    worker_pids = tf.function(
+        lambda: strategy.gather(
+            strategy.run(lambda: tf.constant([os.getpid()], dtype=tf.int64)), axis=0
+        )
+    )()
     return FitOutcome(
         weights=model.get_weights(),
         history={name: [float(v) for v in values] for name, values in history.history.items()},
@@ -106,6 +108,21 @@ def fit_model(
         images_trained=per_worker_images * strategy.num_replicas_in_sync,
         worker_pids=[int(pid) for pid in np.asarray(worker_pids).ravel()],
     )
+
+
+def _log_progress_to_stderr() -> None:
+    """In a Spark task (no logging configured), send this project's progress lines to stderr.
+
+    Only the project's logger: configuring the root logger would print TensorFlow's records twice
+    (it has its own handler) and lower its level to INFO.
+    """
+    project = logging.getLogger("mnist_mlops")
+    if logging.getLogger().handlers or project.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+    project.addHandler(handler)
+    project.setLevel(logging.INFO)
 
 
 def _strategy(communication: str | None):

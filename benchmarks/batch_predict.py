@@ -23,6 +23,7 @@ import mnist_mlops  # noqa: F401  (sets the TensorFlow environment first)
 from mnist_mlops.datasets import IDXDataset
 from mnist_mlops.hooks import start_spark
 from mnist_mlops.pipelines.batch_predict.nodes import images_to_table, score_images
+from mnist_mlops.pipelines.batch_predict.parameters import BatchPredictParameters
 from mnist_mlops.pipelines.training.model import build_model
 from mnist_mlops.serving.pyfunc import log_servable_model
 from mnist_mlops.workspaces import Workspace
@@ -64,7 +65,7 @@ def main() -> None:
         spark.sparkContext.setLogLevel("ERROR")
         images_to_table(images).to_parquet(f"{tmp}/table.parquet")
         table = spark.read.parquet(f"{tmp}/table.parquet")
-        params = {"model_name": NAME, "alias": "production", "partitions": 0}
+        params = BatchPredictParameters(model_name=NAME, alias="production", partitions=0)
 
         def spark_run() -> None:
             scored = score_images(table, production, params)

@@ -30,12 +30,16 @@ from pathlib import Path
 import click
 import mlflow
 import numpy as np
+import yaml
 
 import mnist_mlops  # noqa: F401  (sets the TensorFlow environment first)
 from mnist_mlops.datasets import IDXDataset
 from mnist_mlops.pipelines.training.model import build_model
 from mnist_mlops.serving.process import ScoringProcess, free_port
 from mnist_mlops.serving.pyfunc import log_servable_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from preprocessing import report as report_preprocessing
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = ROOT / "data" / "01_raw" / "mnist"
@@ -93,7 +97,7 @@ def registry(root: Path) -> tuple[str, str]:
     uri = f"sqlite:///{root}/mlflow.db"
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.create_experiment("benchmark", artifact_location=str(root / "artifacts"))
-    hyperparameters = {"learning_rate": 0.003, "dropout": 0.3}
+    hyperparameters = default_hyperparameters()
     with mlflow.start_run(experiment_id=experiment):
         seed_model = build_model("original_cnn", hyperparameters, total_steps=1)
         seed_uri = mlflow.tensorflow.log_model(seed_model, name="seed").model_uri
@@ -101,6 +105,12 @@ def registry(root: Path) -> tuple[str, str]:
         log_servable_model(ours, registered_model_name="mnist-cnn")
     mlflow.MlflowClient().set_registered_model_alias("mnist-cnn", "production", "1")
     return uri, seed_uri
+
+
+def default_hyperparameters() -> dict:
+    """The default recipe's hyperparameters (conf/base/parameters_training.yml)."""
+    with open(ROOT / "conf" / "base" / "parameters_training.yml") as f:
+        return yaml.safe_load(f)["training"]["hyperparameters"]
 
 
 def mlflow_serve(model_uri: str, env: dict[str, str], workers: int) -> ScoringProcess:
@@ -164,6 +174,7 @@ def report(medians: dict[str, dict[str, float]], repeats: int, workers: int) -> 
 @click.option("--workers", type=int, default=os.cpu_count() or 1, show_default=True)
 def main(repeats: int, workers: int) -> None:
     """Seed's way, MLflow's server and ours, side by side."""
+    report_preprocessing()  # the picture path's own cost, before the servers
     images = IDXDataset(filepath=str(RAW / "t10k-images-idx3-ubyte.gz")).load().astype(float)
     root = Path(tempfile.mkdtemp(prefix="serving-benchmark-"))
     uri, seed_uri = registry(root)

@@ -33,6 +33,7 @@ import mnist_mlops  # noqa: F401  (sets the TensorFlow environment first)
 from mnist_mlops.datasets import ArrayBundle, ArrayBundleDataset, IDXDataset
 from mnist_mlops.hooks import start_spark
 from mnist_mlops.pipelines.data_prep.nodes import split_train_validation
+from mnist_mlops.pipelines.data_prep.parameters import DataPrepParameters
 from mnist_mlops.pipelines.training import nodes
 from mnist_mlops.pipelines.training.fit import (
     evaluation_dataset,
@@ -40,6 +41,7 @@ from mnist_mlops.pipelines.training.fit import (
     training_dataset,
 )
 from mnist_mlops.pipelines.training.model import build_model
+from mnist_mlops.pipelines.training.parameters import TrainingParameters
 from mnist_mlops.serving.process import free_port
 from mnist_mlops.spark_cluster import Cluster
 
@@ -86,7 +88,7 @@ def model_input(images: int) -> ArrayBundle:
         for kind, idx in (("images", "idx3-ubyte"), ("labels", "idx1-ubyte"))
     }
     arrays = split_train_validation(
-        mnist, {"validation_images": 5000, "max_train_images": images, "seed": 42}
+        mnist, DataPrepParameters(validation_images=5000, max_train_images=images, seed=42)
     )
     dataset = ArrayBundleDataset(filepath=str(Path(tempfile.mkdtemp()) / "mnist.npz"))
     dataset.save(arrays)
@@ -146,13 +148,14 @@ def compare_strategies(images: int, epochs: int, repeats: int) -> None:
     """Every strategy and the baseline on local Spark, then distributed on a standalone cluster."""
     bundle, training = model_input(images), default_training()
     training["hyperparameters"]["epochs"] = epochs
+    parameters = TrainingParameters.model_validate(training)
     runs = Runs()
     spark = spark_session("local[2]")
     for _ in range(repeats):
         runs.record(BASELINE, lambda: plain_fit(bundle, training["hyperparameters"]))
         for strategy in ("single_node", "local", "distributed", "custom"):
             train = getattr(nodes, f"train_{strategy}")
-            runs.record(strategy, lambda train=train: train(bundle, training))
+            runs.record(strategy, lambda train=train: train(bundle, parameters))
     spark.stop()
 
     cluster = Cluster(
@@ -164,7 +167,7 @@ def compare_strategies(images: int, epochs: int, repeats: int) -> None:
         for _ in range(repeats):
             runs.record(
                 "distributed, standalone cluster",
-                lambda: nodes.train_distributed(bundle, training),
+                lambda: nodes.train_distributed(bundle, parameters),
             )
         spark.stop()
     finally:
@@ -185,7 +188,7 @@ def accuracy_over_seeds(seeds: list[int], images: int, epochs: int | None) -> No
     accuracies = []
     for seed in seeds:
         training["hyperparameters"]["seed"] = seed
-        result = nodes.train_single_node(bundle, training)
+        result = nodes.train_single_node(bundle, TrainingParameters.model_validate(training))
         accuracies.append(100 * result.metrics["test_accuracy"])
         print(f"seed {seed}: test accuracy {accuracies[-1]:.2f}%", flush=True)
     print(

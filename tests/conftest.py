@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -20,6 +22,8 @@ import mnist_mlops
 from mnist_mlops.datasets import ArrayBundle, ArrayBundleDataset, IDXDataset
 from mnist_mlops.hooks import start_spark
 from mnist_mlops.pipelines.data_prep.nodes import split_train_validation
+from mnist_mlops.pipelines.data_prep.parameters import DataPrepParameters
+from mnist_mlops.pipelines.training.parameters import TrainingParameters
 from mnist_mlops.workspaces import Workspace
 from tests.mlflow_servers import MlflowServer
 
@@ -73,7 +77,7 @@ def small_model_input(tmp_path_factory, mnist_raw) -> ArrayBundle:
             "test_images": mnist_raw["test_images"][:1000],
             "test_labels": mnist_raw["test_labels"][:1000],
         },
-        {"validation_images": 300, "max_train_images": 640, "seed": 7},
+        DataPrepParameters(validation_images=300, max_train_images=640, seed=7),
     )
     dataset = ArrayBundleDataset(filepath=str(tmp_path_factory.mktemp("input") / "mnist.npz"))
     dataset.save(arrays)
@@ -81,11 +85,15 @@ def small_model_input(tmp_path_factory, mnist_raw) -> ArrayBundle:
 
 
 @pytest.fixture
-def quick_training() -> dict:
-    """``params:training`` for a one-epoch run on a few hundred images."""
-    with open(PROJECT_ROOT / "conf" / "base" / "parameters_training.yml") as f:
-        training = yaml.safe_load(f)["training"]
-    training["hyperparameters"].update(epochs=1, batch_size=64, learning_rate=0.003)
+def quick_training() -> Callable[..., TrainingParameters]:
+    """``params:training`` for a one-epoch run on a few hundred images, with ``changes``."""
+
+    def training(**changes: Any) -> TrainingParameters:
+        with open(PROJECT_ROOT / "conf" / "base" / "parameters_training.yml") as f:
+            values = yaml.safe_load(f)["training"]
+        values["hyperparameters"].update(epochs=1, batch_size=64, learning_rate=0.003)
+        return TrainingParameters.model_validate({**values, **changes})
+
     return training
 
 
@@ -124,7 +132,7 @@ def decent_model(mnist_raw, tmp_path_factory):
     from mnist_mlops.pipelines.training.model import build_model
 
     arrays = split_train_validation(
-        mnist_raw, {"validation_images": 1000, "max_train_images": 20000, "seed": 5}
+        mnist_raw, DataPrepParameters(validation_images=1000, max_train_images=20000, seed=5)
     )
     dataset = ArrayBundleDataset(filepath=str(tmp_path_factory.mktemp("decent") / "mnist.npz"))
     dataset.save(arrays)

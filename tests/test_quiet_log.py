@@ -89,6 +89,7 @@ def test_a_default_run_is_quiet_and_ends_on_its_summary(scratch_project):
         assert heading in summary
     assert "| local/lean_cnn | 1 |" in summary and "| custom/lean_cnn | 2 |" in summary
     assert "mnist-cnn version 1 is production" in " ".join(summary.split())
+    assert "- strategy comparison chart: `data/08_reporting/strategy_comparison.png`" in summary
     mlflow.set_tracking_uri(f"sqlite:///{scratch_project}/mlruns/sandbox.db")
     (parent,) = mlflow.search_runs(
         experiment_names=["mnist-mlops"],

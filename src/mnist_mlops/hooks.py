@@ -6,15 +6,20 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Collection
 from typing import Any
 
 import click
 from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
-from kedro.io import CatalogProtocol
-from kedro.pipeline import Pipeline
+from kedro.io import CatalogProtocol, DataCatalog
+from kedro.pipeline import Node, Pipeline
+from kedro_mlflow.framework.hooks import MlflowHook
+from pydantic import BaseModel
 
 from mnist_mlops import run_summary
+from mnist_mlops.parameters import Section, check_sections
+from mnist_mlops.pipelines.training.result import STRATEGIES
 from mnist_mlops.quiet_log import tensorflow_environment
 
 logger = logging.getLogger(__name__)
@@ -57,8 +62,17 @@ def start_spark(settings: dict[str, Any]) -> Any:
     return builder.getOrCreate()
 
 
+def needs_spark(pipeline: Pipeline, strategies: Collection[str]) -> bool:
+    """Whether a node of ``pipeline`` needs a SparkSession: one tagged ``spark``, unless it is the
+    node of a strategy (tagged with the strategy's name) left out of ``strategies``, which stands
+    aside without Spark."""
+    left_out = set(STRATEGIES) - set(strategies)
+    return any("spark" in n.tags and not left_out & n.tags for n in pipeline.nodes)
+
+
 class SparkHooks:
-    """Starts the SparkSession from ``spark.yml`` for pipelines with nodes tagged ``spark``."""
+    """Starts the SparkSession from ``spark.yml`` when a node to run needs one (see
+    :func:`needs_spark`)."""
 
     def __init__(self) -> None:
         self._settings: dict[str, Any] = {}
@@ -68,12 +82,79 @@ class SparkHooks:
         self._settings = context.config_loader["spark"]
 
     @hook_impl
-    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline) -> None:
-        if not any("spark" in n.tags for n in pipeline.nodes):
+    def before_pipeline_run(
+        self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog
+    ) -> None:
+        # Strategy nodes are tagged with their strategy; only then is training's section read.
+        strategy_nodes = any(set(STRATEGIES) & n.tags for n in pipeline.nodes)
+        selected = catalog.load("params:training").strategies if strategy_nodes else []
+        if not needs_spark(pipeline, selected):
             return
         spark = start_spark(self._settings)
         spark.sparkContext.setLogLevel("WARN")
         logger.info("Spark session on %s", spark.sparkContext.master)
+
+
+class ParameterHooks:
+    """Checks the parameters Kedro's validation leaves out, before any node runs.
+
+    Kedro validates the ``params:<section>`` arguments of the selected pipelines' nodes (typed
+    with a section model); this refuses unknown sections and validates the sections of the other
+    pipelines too, so a typo in ``--params`` never passes silently.
+    """
+
+    @hook_impl
+    def after_catalog_created(self, parameters: dict[str, Any]) -> None:
+        check_sections(parameters["parameters"], section_models())
+
+
+def section_models() -> dict[str, type[Section]]:
+    """The model of every pipeline's parameter section, by section name.
+
+    Listed here rather than found from the pipelines: ``kedro run --pipeline X`` loads only X.
+    """
+    from mnist_mlops.pipelines.batch_predict.parameters import BatchPredictParameters
+    from mnist_mlops.pipelines.data_prep.parameters import DataPrepParameters
+    from mnist_mlops.pipelines.deploy.parameters import DeploymentParameters
+    from mnist_mlops.pipelines.monitor.parameters import MonitoringParameters
+    from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
+    from mnist_mlops.pipelines.training.parameters import TrainingParameters
+
+    models = (
+        BatchPredictParameters,
+        DataPrepParameters,
+        DeploymentParameters,
+        MonitoringParameters,
+        RegistrationParameters,
+        TrainingParameters,
+    )
+    return {model.section: model for model in models}
+
+
+class TypedParamsMlflowHook(MlflowHook):
+    """kedro-mlflow's hook, logging typed parameters flattened as it logs dicts.
+
+    kedro-mlflow flattens dict parameters (``training.hyperparameters.epochs``) but logs a
+    pydantic model as one string: it gets each model as its dict. Registered in ``settings.py``
+    in place of the plugin's own instance.
+    """
+
+    @hook_impl
+    def before_node_run(
+        self, node: Node, catalog: DataCatalog, inputs: dict[str, Any], is_async: bool
+    ) -> None:
+        inputs = {
+            name: value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+            for name, value in inputs.items()
+        }
+        super().before_node_run(node, catalog, inputs, is_async)
+
+
+def _section(parameters: dict[str, Any], name: str) -> dict[str, Any]:
+    """A parameter section as a dict: its model validated (see :mod:`mnist_mlops.parameters`),
+    or as configured when no loaded pipeline reads it."""
+    value = parameters.get(name, {})
+    return value.model_dump() if isinstance(value, BaseModel) else dict(value)
 
 
 class TensorFlowHooks:
@@ -81,7 +162,7 @@ class TensorFlowHooks:
 
     @hook_impl
     def after_context_created(self, context: KedroContext) -> None:
-        use_gpu = context.params.get("training", {}).get("use_gpu", False)
+        use_gpu = _section(context.params, "training").get("use_gpu", False)
         for variable, value in tensorflow_environment(use_gpu).items():
             os.environ.setdefault(variable, value)  # what the user set wins
 
@@ -136,8 +217,9 @@ class RunSummaryHooks:
         error: Exception | None = None,
     ) -> None:
         produced = pipeline.all_outputs() if error is None else set()
-        reports = {
-            what: str(catalog.get(name)._describe()["filepath"])
+        project = run_params.get("project_path") or os.getcwd()
+        reports = {  # the path each dataset writes, as a user in the project folder types it
+            what: os.path.relpath(str(catalog.get(name)._describe()["filepath"]), project)
             for name, what in run_summary.REPORTS.items()
             if name in produced
         }
@@ -149,7 +231,7 @@ class RunSummaryHooks:
         )
         batch = _batch_scores(catalog) if "batch_predictions" in produced else None
         text = run_summary.render(
-            title, self._outputs, self._params.get("registration", {}), reports, batch, error
+            title, self._outputs, _section(self._params, "registration"), reports, batch, error
         )
         if text:
             catalog.save("run_summary", text)

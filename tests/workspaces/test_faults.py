@@ -7,13 +7,19 @@ import mlflow
 import pytest
 
 from mnist_mlops.pipelines.registration.nodes import push_to_production, register_in_sandbox
+from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
 from mnist_mlops.pipelines.training.model import build_model
 from mnist_mlops.serving.pyfunc import log_servable_model
 from mnist_mlops.workspaces import Workspace, WorkspaceError
 from mnist_mlops.workspaces.workspace import INHERITED_VARIABLES
 from tests.conftest import NO_RECIPE_EXTRAS
 
-REGISTRATION = {"model_name": "fault-cnn", "production_experiment": "pushed-models"}
+REGISTRATION = RegistrationParameters(
+    model_name="fault-cnn",
+    min_test_accuracy=0.0,
+    max_regression=1.0,
+    production_experiment="pushed-models",
+)
 
 
 def _workspace(local_workspace) -> Workspace:

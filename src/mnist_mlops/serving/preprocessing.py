@@ -100,9 +100,7 @@ def _work_grayscale(data: bytes) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise InvalidInput(f"image of {image.width} x {image.height} pixels is too large")
-            image.draft(
-                "L" if image.mode in ("L", "RGB") else image.mode, (2 * WORK_SIDE, 2 * WORK_SIDE)
-            )
+            image.draft("L" if image.mode in ("L", "RGB") else image.mode, (WORK_SIDE, WORK_SIDE))
             upright = ImageOps.exif_transpose(image)
             scale = WORK_SIDE / max(upright.size)
             if scale < 1:

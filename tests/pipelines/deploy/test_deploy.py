@@ -10,7 +10,9 @@ from kedro.runner import SequentialRunner
 from mnist_mlops.datasets import PictureSetDataset
 from mnist_mlops.pipelines.deploy import create_pipeline
 from mnist_mlops.pipelines.deploy.nodes import DeploymentError
+from mnist_mlops.pipelines.deploy.parameters import DeploymentParameters
 from mnist_mlops.pipelines.registration.nodes import push_to_production, register_in_sandbox
+from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
 from mnist_mlops.serving.pyfunc import log_servable_model
 from tests.conftest import REAL_PICTURES, workspace
 
@@ -47,7 +49,12 @@ def push(servers, decent_model, monkeypatch):
             "strategy": "single_node",
             "strategy_run_id": None,
         }
-        registration = {"model_name": NAME, "production_experiment": "pushed-models"}
+        registration = RegistrationParameters(
+            model_name=NAME,
+            min_test_accuracy=0.0,
+            max_regression=1.0,
+            production_experiment="pushed-models",
+        )
         sandbox = workspace(servers["sandbox"], "sandbox")
         sandbox_version = register_in_sandbox(
             candidate, {"test_accuracy": 0.985}, {"sha256": {}}, sandbox, registration
@@ -65,7 +72,7 @@ def deploy(servers, small_model_input, **params):
             "mnist_test_images": MemoryDataset(small_model_input.load()["test_images"]),
             "mnist_test_labels": MemoryDataset(small_model_input.load()["test_labels"]),
             "real_pictures": PictureSetDataset(filepath=str(REAL_PICTURES)),
-            "params:deployment": MemoryDataset({**PARAMS, **params}),
+            "params:deployment": MemoryDataset(DeploymentParameters(**{**PARAMS, **params})),
             "deployment_report": MemoryDataset(),
         }
     )

@@ -15,6 +15,7 @@ from kedro.runner import SequentialRunner
 
 from mnist_mlops.datasets import RequestLogDataset
 from mnist_mlops.pipelines.monitor import create_pipeline
+from mnist_mlops.pipelines.monitor.parameters import MonitoringParameters
 from mnist_mlops.serving.process import ScoringProcess
 from tests.conftest import PROJECT_ROOT, RAW_MNIST
 
@@ -72,7 +73,7 @@ def monitor(log, mnist_raw, **changes):
             "serving_request_log": RequestLogDataset(filepath=str(log)),
             "mnist_train_images": MemoryDataset(mnist_raw["train_images"]),
             "mnist_train_labels": MemoryDataset(mnist_raw["train_labels"]),
-            "params:monitoring": MemoryDataset(params),
+            "params:monitoring": MemoryDataset(MonitoringParameters(**params)),
             "monitoring_metrics": MemoryDataset(),
             "monitoring_report": MemoryDataset(),
             "monitoring_chart": MemoryDataset(),

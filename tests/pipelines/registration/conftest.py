@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
 from mnist_mlops.pipelines.training.fit import fit_model
 from mnist_mlops.pipelines.training.model import build_model
 from tests.conftest import NO_RECIPE_EXTRAS
@@ -20,12 +21,12 @@ def tiny_model(small_model_input):
 
 @pytest.fixture
 def registration_params():
-    return {
-        "model_name": "mnist-cnn",
-        "min_test_accuracy": 0.3,
-        "max_regression": 0.002,
-        "production_experiment": "pushed-models",
-    }
+    return RegistrationParameters(
+        model_name="mnist-cnn",
+        min_test_accuracy=0.3,
+        max_regression=0.002,
+        production_experiment="pushed-models",
+    )
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mnist_mlops.pipelines.deploy.parameters import DeploymentParameters
 from mnist_mlops.pipelines.registration.registry import LINEAGE_TAG, version_with_alias
 from mnist_mlops.serving.process import ScoringProcess, ServerNotReady
 from mnist_mlops.workspaces import Workspace
@@ -50,7 +51,7 @@ def _picture_accuracy(
     return float(right.mean()), {name: round(float(v), 4) for name, v in by_category.items()}
 
 
-def select_version(production: Workspace, deployment: dict[str, Any]) -> dict[str, Any]:
+def select_version(production: Workspace, deployment: DeploymentParameters) -> dict[str, Any]:
     """Pick ``deployment.version``, or the newest pushed version not yet deployed.
 
     The result's ``action`` tells the next nodes what to do: ``deploy`` it; ``rollback`` (with
@@ -61,22 +62,22 @@ def select_version(production: Workspace, deployment: dict[str, Any]) -> dict[st
 
 
 def select_pushed_version(
-    pushed: dict[str, Any], production: Workspace, deployment: dict[str, Any]
+    pushed: dict[str, Any], production: Workspace, deployment: DeploymentParameters
 ) -> dict[str, Any]:
     """As :func:`select_version`, but deploy the version registration just pushed."""
     return _select(production, deployment, pushed_version=str(pushed["version"]))
 
 
 def _select(
-    production: Workspace, deployment: dict[str, Any], pushed_version: str | None
+    production: Workspace, deployment: DeploymentParameters, pushed_version: str | None
 ) -> dict[str, Any]:
-    name = deployment["model_name"]
-    if not deployment["enabled"]:
+    name = deployment.model_name
+    if not deployment.enabled:
         logger.info("deployment.enabled is false in this environment: nothing deployed")
         return {"name": name, "action": "skip"}
-    if deployment["rollback"]:
+    if deployment.rollback:
         return _rollback(production, name)
-    wanted = deployment["version"] or pushed_version
+    wanted = deployment.version or pushed_version
     with production.session() as client:
         versions = client.search_model_versions(f"name = '{name}'")
     if wanted:
@@ -135,7 +136,7 @@ def validate_version(
     test_labels: np.ndarray,
     pictures: pd.DataFrame,
     production: Workspace,
-    deployment: dict[str, Any],
+    deployment: DeploymentParameters,
 ) -> dict[str, Any]:
     """Load the version from the production registry and check it on MNIST and on the
     real-picture set (``deployment.min_photo_accuracy`` applies to the whole set)."""
@@ -144,19 +145,17 @@ def validate_version(
     model = production.load_pyfunc(f"models:/{candidate['name']}/{candidate['version']}")
     digits = model.predict(test_images.astype(np.float32))["digit"].to_numpy()
     test_accuracy = float((digits == test_labels).mean())
-    photo_accuracy, by_category = _picture_accuracy(
-        model, pictures, deployment["picture_batch_size"]
-    )
+    photo_accuracy, by_category = _picture_accuracy(model, pictures, deployment.picture_batch_size)
     logger.info(
         "Test accuracy %.4f, photo accuracy %.3f (%s)", test_accuracy, photo_accuracy, by_category
     )
     failures = [
-        f"{what} {value:.4f} is below deployment.{key} {deployment[key]}"
-        for what, value, key in (
-            ("test accuracy", test_accuracy, "min_test_accuracy"),
-            ("photo accuracy", photo_accuracy, "min_photo_accuracy"),
+        f"{what} {value:.4f} is below deployment.{key} {minimum}"
+        for what, value, key, minimum in (
+            ("test accuracy", test_accuracy, "min_test_accuracy", deployment.min_test_accuracy),
+            ("photo accuracy", photo_accuracy, "min_photo_accuracy", deployment.min_photo_accuracy),
         )
-        if value < deployment[key]
+        if value < minimum
     ]
     if failures:
         raise _reject(production, candidate, "; ".join(failures))
@@ -283,7 +282,7 @@ def infra_validate(
     test_images: np.ndarray,
     pictures: pd.DataFrame,
     production: Workspace,
-    deployment: dict[str, Any],
+    deployment: DeploymentParameters,
 ) -> dict[str, Any]:
     """Serve ``models:/<name>@staging`` in a real scoring server and put it through requests.
 
@@ -299,14 +298,14 @@ def infra_validate(
     if staged["action"] != "deploy":
         return {}
     token = secrets.token_urlsafe(16)
-    requests = _infra_requests(test_images, pictures, deployment["picture_batch_size"])
-    repeats = deployment["infra_requests"]
+    requests = _infra_requests(test_images, pictures, deployment.picture_batch_size)
+    repeats = deployment.infra_requests
     server = ScoringProcess.for_model(
         f"models:/{staged['name']}@staging",
         env={**production.subprocess_env(), "MNIST_SERVING_TOKEN": token},
         inherit_env=False,
         token=token,
-        ready_timeout_s=deployment["server_ready_timeout_s"],
+        ready_timeout_s=deployment.server_ready_timeout_s,
     )
     try:
         with server:

@@ -12,18 +12,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mnist_mlops.datasets import ArrayBundle
-from mnist_mlops.pipelines.training.fit import (
-    COMMUNICATIONS,
-    FitOutcome,
-    evaluation_dataset,
-    fit_model,
-)
-from mnist_mlops.pipelines.training.result import (
-    SkippedStrategy,
-    TrainingResult,
-    selected_architectures,
-    selected_strategies,
-)
+from mnist_mlops.pipelines.training.fit import FitOutcome, evaluation_dataset, fit_model
+from mnist_mlops.pipelines.training.parameters import TrainingParameters
+from mnist_mlops.pipelines.training.result import SkippedStrategy, TrainingResult
 from mnist_mlops.pipelines.training.spark_runner import run_with_runner
 
 logger = logging.getLogger(__name__)
@@ -57,8 +48,8 @@ def use_gpu(requested: bool, distributed: bool) -> bool:
     return available
 
 
-def _selected(strategy: str, training: dict[str, Any]) -> bool:
-    if strategy in selected_strategies(training["strategies"]):
+def _selected(strategy: str, training: TrainingParameters) -> bool:
+    if strategy in training.strategies:
         return True
     logger.info("Strategy %s is not in training.strategies: skipped", strategy)
     return False
@@ -67,7 +58,7 @@ def _selected(strategy: str, training: dict[str, Any]) -> bool:
 def _train(
     strategy: str,
     model_input: ArrayBundle,
-    training: dict[str, Any],
+    training: TrainingParameters,
     launch: Callable[[dict[str, Any], bool], FitOutcome],
     workers: int,
     architecture: str | None = None,
@@ -80,11 +71,12 @@ def _train(
         return SkippedStrategy(strategy)
     from mnist_mlops.pipelines.training.model import build_model
 
-    hyperparameters = training["hyperparameters"]
-    architecture = architecture or training["architecture"]
+    # A dict for fit_model and build_model: it travels to the Spark workers as it is.
+    hyperparameters = training.hyperparameters.model_dump()
+    architecture = architecture or training.architecture
     logger.info("Training %s with %s on %d worker(s)", architecture, strategy, workers)
     started_at = time.time()
-    gpu = use_gpu(training["use_gpu"], distributed=strategy in ("distributed", "custom"))
+    gpu = use_gpu(training.use_gpu, distributed=strategy in ("distributed", "custom"))
     outcome = launch(hyperparameters, gpu)
     returned_at = time.time()
     model = build_model(architecture, hyperparameters, total_steps=1)
@@ -137,18 +129,18 @@ def _train(
     )
 
 
-def train_single_node(model_input: ArrayBundle, training: dict[str, Any]) -> Result:
+def train_single_node(model_input: ArrayBundle, training: TrainingParameters) -> Result:
     """Train with a plain tf_keras ``fit`` in the driver process."""
     return _train(
         "single_node",
         model_input,
         training,
-        lambda hp, gpu: fit_model(model_input, hp, training["architecture"]),
+        lambda hp, gpu: fit_model(model_input, hp, training.architecture),
         workers=1,
     )
 
 
-def train_local(model_input: ArrayBundle, training: dict[str, Any]) -> Result:
+def train_local(model_input: ArrayBundle, training: TrainingParameters) -> Result:
     """Train with ``MirroredStrategyRunner(local_mode=True)``: one slot, in the driver."""
     return _train(
         "local",
@@ -162,15 +154,15 @@ def train_local(model_input: ArrayBundle, training: dict[str, Any]) -> Result:
             custom_strategy=False,
             bundle=model_input,
             hyperparameters=hp,
-            architecture=training["architecture"],
+            architecture=training.architecture,
         ),
         workers=1,
     )
 
 
-def train_distributed(model_input: ArrayBundle, training: dict[str, Any]) -> Result:
+def train_distributed(model_input: ArrayBundle, training: TrainingParameters) -> Result:
     """Train with ``MirroredStrategyRunner(local_mode=False)`` on ``num_slots`` Spark tasks."""
-    slots = training["distributed"]["num_slots"]
+    slots = training.distributed.num_slots
     return _train(
         "distributed",
         model_input,
@@ -181,16 +173,16 @@ def train_distributed(model_input: ArrayBundle, training: dict[str, Any]) -> Res
             local_mode=False,
             use_gpu=gpu,
             custom_strategy=False,
-            timeout_s=training["timeout_s"],
+            timeout_s=training.timeout_s,
             bundle=model_input,
             hyperparameters=hp,
-            architecture=training["architecture"],
+            architecture=training.architecture,
         ),
         workers=slots,
     )
 
 
-def train_custom(model_input: ArrayBundle, training: dict[str, Any]) -> list[Result]:
+def train_custom(model_input: ArrayBundle, training: TrainingParameters) -> list[Result]:
     """Train with ``custom_strategy=True``: each task builds its own
     ``MultiWorkerMirroredStrategy`` with the configured collective communication.
 
@@ -198,32 +190,23 @@ def train_custom(model_input: ArrayBundle, training: dict[str, Any]) -> list[Res
 
     Returns:
         One result per architecture, in the configured order (one skip when not selected).
-
-    Raises:
-        ValueError: for an unknown communication or architecture.
     """
-    custom = training["custom"]
-    if custom["communication"] not in COMMUNICATIONS:
-        raise ValueError(
-            f"training.custom.communication={custom['communication']!r}: "
-            f"choose one of {list(COMMUNICATIONS)}"
-        )
-    architectures = selected_architectures(training["architectures"])
+    custom = training.custom
     if not _selected("custom", training):
         return [SkippedStrategy("custom")]
 
     def launch(architecture: str) -> Callable[[dict[str, Any], bool], FitOutcome]:
         return lambda hp, gpu: run_with_runner(
             fit_model,
-            num_slots=custom["num_slots"],
+            num_slots=custom.num_slots,
             local_mode=False,
             use_gpu=gpu,
             custom_strategy=True,
-            timeout_s=training["timeout_s"],
+            timeout_s=training.timeout_s,
             bundle=model_input,
             hyperparameters=hp,
             architecture=architecture,
-            communication=custom["communication"],
+            communication=custom.communication,
         )
 
     return [
@@ -232,10 +215,10 @@ def train_custom(model_input: ArrayBundle, training: dict[str, Any]) -> list[Res
             model_input,
             training,
             launch(architecture),
-            workers=custom["num_slots"],
+            workers=custom.num_slots,
             architecture=architecture,
         )
-        for architecture in architectures
+        for architecture in training.architectures
     ]
 
 

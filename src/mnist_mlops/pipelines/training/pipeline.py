@@ -29,8 +29,9 @@ def create_pipeline(**kwargs) -> Pipeline:
             inputs=["model_input", "params:training"],
             outputs=f"{strategy}_result",
             name=f"train_{strategy}",
-            # Nodes tagged "spark" need a SparkSession: hooks.SparkHooks starts one for them.
-            tags=["spark"] if strategy != "single_node" else [],
+            # Nodes tagged "spark" need a SparkSession: hooks.SparkHooks starts one when the
+            # strategy a node is tagged with is selected.
+            tags=[strategy, "spark"] if strategy != "single_node" else [strategy],
         )
         for strategy in STRATEGIES
     ]

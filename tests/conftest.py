@@ -111,10 +111,7 @@ def quick_training() -> Callable[..., TrainingParameters]:
     def training(**changes: Any) -> TrainingParameters:
         with open(PROJECT_ROOT / "conf" / "base" / "parameters_training.yml") as f:
             values = yaml.safe_load(f)["training"]
-        # Ten steps: a moving average of the weights would still be mostly their initial values.
-        values["hyperparameters"].update(
-            epochs=1, batch_size=64, learning_rate=0.003, ema_momentum=0
-        )
+        values["hyperparameters"].update(epochs=1, batch_size=64, learning_rate=0.003)
         return TrainingParameters.model_validate({**values, **changes})
 
     return training

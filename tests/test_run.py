@@ -32,13 +32,7 @@ def test_kedro_run_trains_compares_and_tracks_every_strategy(project_dir, spark)
         "training": {
             "strategies": "single_node+local+distributed+custom",
             "architectures": "lean_cnn+original_cnn",  # custom trains both
-            # Ten steps: too few for the moving average of the weights.
-            "hyperparameters": {
-                "epochs": 1,
-                "batch_size": 64,
-                "learning_rate": 0.003,
-                "ema_momentum": 0,
-            },
+            "hyperparameters": {"epochs": 1, "batch_size": 64, "learning_rate": 0.003},
         },
         "registration": {"min_test_accuracy": 0.3},
         "deployment": {"min_test_accuracy": 0.3, "min_photo_accuracy": 0.0, "infra_requests": 1},

@@ -28,7 +28,7 @@ def custom_results(spark, small_model_input) -> list[TrainingResult]:
     """Both architectures through the custom strategy: one epoch on a few hundred images."""
     with open(PROJECT_ROOT / "conf" / "base" / "parameters_training.yml") as f:
         training = yaml.safe_load(f)["training"]
-    training["hyperparameters"].update(epochs=1, batch_size=64, learning_rate=0.003, ema_momentum=0)
+    training["hyperparameters"].update(epochs=1, batch_size=64, learning_rate=0.003)
     training["architectures"] = "lean_cnn+original_cnn"  # the command-line form
     return train_custom(small_model_input, TrainingParameters.model_validate(training))
 

@@ -63,8 +63,9 @@ def draw(page, box, paths, touch: bool, cdp) -> None:
             page.mouse.up()
 
 
-def read_back(page) -> int:
-    page.wait_for_function("document.getElementById('status').textContent.includes('sure')")
+def read_back(page, strokes: int) -> int:
+    """The reading of the whole drawing (one of its first strokes alone may be read before)."""
+    page.wait_for_function(f"document.body.dataset.readStrokes === '{strokes}'", timeout=60000)
     return int(page.text_content("#digit"))
 
 
@@ -84,8 +85,9 @@ def test_digits_drawn_on_the_pad_are_read(scoring_server, mnist_raw):
         box = page.locator("#pad").bounding_box()
         for number, digit in enumerate(images):
             page.click("#clear")
-            draw(page, box, strokes(digit), touch=number < BY_TOUCH, cdp=cdp)
-            read.append(read_back(page))
+            paths = strokes(digit)
+            draw(page, box, paths, touch=number < BY_TOUCH, cdp=cdp)
+            read.append(read_back(page, len(paths)))
             if number == 0:
                 page.screenshot(path=str(PROJECT_ROOT / "docs" / "drawing-pad.png"))
         token_kept = page.evaluate("sessionStorage.getItem('mnist-serving-token')")

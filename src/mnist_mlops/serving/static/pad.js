@@ -8,6 +8,7 @@ const bars = document.getElementById("bars");
 const TOKEN_KEY = "mnist-serving-token";
 let drawing = false;
 let pending = null;
+let strokes = 0; // strokes since the last clear: a reading is shown only if none came after it
 
 function clearPad() {
   pen.fillStyle = "#fff";
@@ -16,6 +17,8 @@ function clearPad() {
   pen.lineCap = "round";
   pen.lineJoin = "round";
   pen.strokeStyle = "#000";
+  strokes = 0;
+  delete document.body.dataset.readStrokes;
   document.getElementById("digit").textContent = "–";
   document.getElementById("status").textContent = "";
   drawBars(null);
@@ -30,6 +33,7 @@ function point(event) {
 
 pad.addEventListener("pointerdown", (event) => {
   drawing = true;
+  strokes += 1;
   pad.setPointerCapture(event.pointerId);
   const [x, y] = point(event);
   pen.beginPath();
@@ -54,6 +58,7 @@ for (const name of ["pointerup", "pointercancel"]) {
 document.getElementById("clear").addEventListener("click", clearPad);
 
 async function read(askedForToken = false) {
+  const drawn = strokes;
   const image = pad.toDataURL("image/png").split(",")[1];
   const headers = { "Content-Type": "application/json" };
   const token = sessionStorage.getItem(TOKEN_KEY);
@@ -70,6 +75,7 @@ async function read(askedForToken = false) {
     }
   }
   const answer = await response.json();
+  if (drawn !== strokes) return; // the digit changed meanwhile: a newer reading is on its way
   if (!response.ok) {
     status.textContent = `${response.status}: ${answer.message || JSON.stringify(answer)}`;
     document.getElementById("digit").textContent = "?";
@@ -80,6 +86,7 @@ async function read(askedForToken = false) {
   status.textContent = `${(100 * prediction.probabilities[prediction.digit]).toFixed(1)}% sure`;
   drawBars(prediction.probabilities);
   drawPrepared(prediction.prepared);
+  document.body.dataset.readStrokes = String(drawn); // which drawing this reading is of
 }
 
 function drawBars(probabilities) {

@@ -10,12 +10,12 @@ first Spark run, which starts the Python workers, is reported apart as the cold 
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+import click
 import mlflow
 import yaml
 
@@ -23,6 +23,7 @@ import mnist_mlops  # noqa: F401  (sets the TensorFlow environment first)
 from mnist_mlops.datasets import IDXDataset
 from mnist_mlops.hooks import start_spark
 from mnist_mlops.pipelines.batch_predict.nodes import images_to_table, score_images
+from mnist_mlops.pipelines.batch_predict.parameters import BatchPredictParameters
 from mnist_mlops.pipelines.training.model import build_model
 from mnist_mlops.serving.pyfunc import log_servable_model
 from mnist_mlops.workspaces import Workspace
@@ -37,11 +38,11 @@ def timed(function) -> float:
     return time.perf_counter() - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--master", default="local[*]")
-    args = parser.parse_args()
+@click.command()
+@click.option("--repeats", type=int, default=5, show_default=True)
+@click.option("--master", default="local[*]", show_default=True, help="Spark master URL.")
+def main(repeats: int, master: str) -> None:
+    """Score the MNIST test images with batch_predict on Spark and with the pyfunc alone."""
     images = IDXDataset(filepath=str(ROOT / "data/01_raw/mnist/t10k-images-idx3-ubyte.gz")).load()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -56,29 +57,29 @@ def main() -> None:
             pyfunc = mlflow.pyfunc.load_model(f"models:/{NAME}@production")
         pixels = images.astype("float32")
         pyfunc.predict(pixels[:64])  # warm-up
-        baseline = [timed(lambda: pyfunc.predict(pixels)) for _ in range(args.repeats)]
+        baseline = [timed(lambda: pyfunc.predict(pixels)) for _ in range(repeats)]
 
         settings = yaml.safe_load((ROOT / "conf/base/spark.yml").read_text())
-        settings.update({"spark.master": args.master, "spark.app.name": "batch-benchmark"})
+        settings.update({"spark.master": master, "spark.app.name": "batch-benchmark"})
         spark = start_spark(settings)
         spark.sparkContext.setLogLevel("ERROR")
         images_to_table(images).to_parquet(f"{tmp}/table.parquet")
         table = spark.read.parquet(f"{tmp}/table.parquet")
-        params = {"model_name": NAME, "alias": "production", "partitions": 0}
+        params = BatchPredictParameters(model_name=NAME, alias="production", partitions=0)
 
         def spark_run() -> None:
             scored = score_images(table, production, params)
             scored.write.mode("overwrite").parquet(f"{tmp}/predictions.parquet")
 
         cold = timed(spark_run)
-        warm = [timed(spark_run) for _ in range(args.repeats)]
+        warm = [timed(spark_run) for _ in range(repeats)]
         rows = spark.read.parquet(f"{tmp}/predictions.parquet").count()
         spark.stop()
     if rows != len(images):
         raise SystemExit(f"Spark wrote {rows} predictions for {len(images)} images")
 
     base = statistics.median(baseline)
-    print(f"{len(images)} images, median of {args.repeats}; Spark master {args.master}")
+    print(f"{len(images)} images, median of {repeats}; Spark master {master}")
     print(f"{'':34} {'seconds':>8} {'images/s':>9} {'ratio':>6}")
     for label, seconds in (
         ("pyfunc.predict, one process", base),

@@ -20,12 +20,18 @@ import mlflow
 
 import mnist_mlops  # noqa: F401  (sets the TensorFlow environment first)
 from mnist_mlops.pipelines.registration.nodes import push_to_production, register_in_sandbox
+from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
 from mnist_mlops.pipelines.training.model import build_model
 from mnist_mlops.serving.pyfunc import log_servable_model
 from mnist_mlops.workspaces import Workspace, local
 
 TARGETS_S = {"up, first time": 60.0, "up, later": 20.0, "push of one model": 15.0}
-REGISTRATION = {"model_name": "benchmark-cnn", "production_experiment": "pushed-models"}
+REGISTRATION = RegistrationParameters(
+    model_name="benchmark-cnn",
+    min_test_accuracy=0.0,
+    max_regression=1.0,
+    production_experiment="pushed-models",
+)
 
 
 def workspace(local_workspace: local.LocalWorkspace) -> Workspace:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -20,11 +22,41 @@ import mnist_mlops
 from mnist_mlops.datasets import ArrayBundle, ArrayBundleDataset, IDXDataset
 from mnist_mlops.hooks import start_spark
 from mnist_mlops.pipelines.data_prep.nodes import split_train_validation
+from mnist_mlops.pipelines.data_prep.parameters import DataPrepParameters
+from mnist_mlops.pipelines.training.parameters import TrainingParameters
 from mnist_mlops.workspaces import Workspace
 from tests.mlflow_servers import MlflowServer
 
 PROJECT_ROOT = Path(mnist_mlops.__file__).resolve().parents[2]
+# The recipe's extras turned off, for the tests' own short trainings (hyperparameters by hand).
+NO_RECIPE_EXTRAS = {
+    "warmup_fraction": 0.0,
+    "rotation_deg": 0,
+    "zoom": 0.0,
+    "label_smoothing": 0.0,
+    "ema_momentum": 0.0,
+}
 RAW_MNIST = PROJECT_ROOT / "data" / "01_raw" / "mnist"
+
+
+# Fixtures that start real servers or Spark, or train a model: a test using one is slow.
+SLOW_FIXTURES = {
+    "spark",
+    "decent_model",
+    "tiny_model",
+    "registry_uri",
+    "servers",
+    "scoring_server",
+    "local_workspaces",
+    "cluster",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` what uses a slow fixture (others say so with ``@pytest.mark.slow``)."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)
@@ -65,7 +97,7 @@ def small_model_input(tmp_path_factory, mnist_raw) -> ArrayBundle:
             "test_images": mnist_raw["test_images"][:1000],
             "test_labels": mnist_raw["test_labels"][:1000],
         },
-        {"validation_images": 300, "max_train_images": 640, "seed": 7},
+        DataPrepParameters(validation_images=300, max_train_images=640, seed=7),
     )
     dataset = ArrayBundleDataset(filepath=str(tmp_path_factory.mktemp("input") / "mnist.npz"))
     dataset.save(arrays)
@@ -73,11 +105,15 @@ def small_model_input(tmp_path_factory, mnist_raw) -> ArrayBundle:
 
 
 @pytest.fixture
-def quick_training() -> dict:
-    """``params:training`` for a one-epoch run on a few hundred images."""
-    with open(PROJECT_ROOT / "conf" / "base" / "parameters_training.yml") as f:
-        training = yaml.safe_load(f)["training"]
-    training["hyperparameters"].update(epochs=1, batch_size=64, learning_rate=0.003)
+def quick_training() -> Callable[..., TrainingParameters]:
+    """``params:training`` for a one-epoch run on a few hundred images, with ``changes``."""
+
+    def training(**changes: Any) -> TrainingParameters:
+        with open(PROJECT_ROOT / "conf" / "base" / "parameters_training.yml") as f:
+            values = yaml.safe_load(f)["training"]
+        values["hyperparameters"].update(epochs=1, batch_size=64, learning_rate=0.003)
+        return TrainingParameters.model_validate({**values, **changes})
+
     return training
 
 
@@ -116,12 +152,12 @@ def decent_model(mnist_raw, tmp_path_factory):
     from mnist_mlops.pipelines.training.model import build_model
 
     arrays = split_train_validation(
-        mnist_raw, {"validation_images": 1000, "max_train_images": 20000, "seed": 5}
+        mnist_raw, DataPrepParameters(validation_images=1000, max_train_images=20000, seed=5)
     )
     dataset = ArrayBundleDataset(filepath=str(tmp_path_factory.mktemp("decent") / "mnist.npz"))
     dataset.save(arrays)
     hyperparameters = {"epochs": 3, "batch_size": 128, "learning_rate": 0.003}
-    hyperparameters.update(dropout=0.3, shift_px=2, seed=5)
+    hyperparameters.update(dropout=0.3, shift_px=2, seed=5, **NO_RECIPE_EXTRAS)
     model = build_model("lean_cnn", hyperparameters, total_steps=1)
     model.set_weights(fit_model(dataset.load(), hyperparameters, "lean_cnn").weights)
     return model
@@ -148,6 +184,7 @@ def registry_uri(tmp_path_factory, decent_model):
 
 
 PHOTOS = sorted((PROJECT_ROOT / "data" / "01_raw" / "photos" / "images").glob("[0-9]_*"))
+REAL_PICTURES = PROJECT_ROOT / "data" / "01_raw" / "photos" / "labels.csv"
 
 
 # Two real basic-auth MLflow servers standing in for the sandbox and production workspaces.

@@ -109,3 +109,7 @@ def test_kedro_run_trains_compares_and_tracks_every_strategy(project_dir, spark)
     assert set(predictions["model_version"]) == {"1"}
     assert predictions["probabilities"].map(len).eq(10).all()
     assert predictions["confidence"].between(0, 1).all()
+    # It ends on its own paragraph in the run summary (hooks.RunSummaryHooks).
+    summary = " ".join((project_dir / "data/08_reporting/run_summary.md").read_text().split())
+    assert summary.startswith("# Run summary: batch_predict (env gcp)")
+    assert "Scored 10,000 images with version 1: mean confidence" in summary

@@ -8,4 +8,8 @@ import os
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from mnist_mlops import quiet_log  # after the TensorFlow settings above
+
+quiet_log.install()
+
 __version__ = "0.1.0"

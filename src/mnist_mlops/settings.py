@@ -3,10 +3,28 @@
 from omegaconf.resolvers import oc
 
 from mnist_mlops.config_loader import LocalSecretsConfigLoader
-from mnist_mlops.hooks import SparkHooks, WorkspaceHooks
+from mnist_mlops.hooks import (
+    ParameterHooks,
+    RunSummaryHooks,
+    SparkHooks,
+    TensorFlowHooks,
+    TypedParamsMlflowHook,
+    WorkspaceHooks,
+)
 from mnist_mlops.workspaces import local_artifact_location
 
-HOOKS = (WorkspaceHooks(), SparkHooks())
+# kedro-mlflow's hook last, as when the plugin registered it (pluggy calls the last one first).
+HOOKS = (
+    ParameterHooks(),
+    WorkspaceHooks(),
+    TensorFlowHooks(),
+    SparkHooks(),
+    RunSummaryHooks(),
+    TypedParamsMlflowHook(),
+)
+# The plugin's own instance: replaced by TypedParamsMlflowHook, which logs typed parameters
+# flattened. "kedro_mlflow" is its distribution name, as Kedro matches it.
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)
 
 CONFIG_LOADER_CLASS = LocalSecretsConfigLoader
 CONFIG_LOADER_ARGS = {

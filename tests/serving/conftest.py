@@ -38,7 +38,8 @@ def post(
     raw: bytes | None = None,
     content_type: str = "application/json",
 ) -> tuple[int, Any]:
-    """POST to a server; the status and the JSON answer (errors included)."""
+    """POST to a server; the status and the JSON answer (errors included; MLflow's own
+    server answers some errors in plain text: then the text)."""
     token = server["token"] if token == "default" else token
     request = urllib.request.Request(
         server["url"] + path,
@@ -50,7 +51,11 @@ def post(
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.load(response)
     except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
+        text = error.read().decode(errors="replace")
+        try:
+            return error.code, json.loads(text)
+        except ValueError:
+            return error.code, text
 
 
 def raw_exchange(port: int, data: bytes, *, wait_s: float = 5.0) -> bytes:

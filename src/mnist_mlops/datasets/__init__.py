@@ -3,6 +3,8 @@
 from mnist_mlops.datasets.array_bundle_dataset import ArrayBundle, ArrayBundleDataset
 from mnist_mlops.datasets.idx_dataset import IDXDataset
 from mnist_mlops.datasets.mlflow_workspace_dataset import MlflowWorkspaceDataset
+from mnist_mlops.datasets.picture_set_dataset import PictureSetDataset
+from mnist_mlops.datasets.request_log_dataset import RequestLogDataset
 from mnist_mlops.datasets.strategy_run_dataset import StrategyRunDataset
 
 # The type MlflowWorkspaceDataset loads, importable from here too.
@@ -13,6 +15,8 @@ __all__ = [
     "ArrayBundleDataset",
     "IDXDataset",
     "MlflowWorkspaceDataset",
+    "PictureSetDataset",
+    "RequestLogDataset",
     "StrategyRunDataset",
     "Workspace",
     "WorkspaceError",

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+from importlib.metadata import version
 from typing import Any
 
+import numpy as np
 from kedro.io import AbstractDataset, DatasetError
 
-from mnist_mlops.pipelines.training.result import SkippedStrategy, TrainingResult
+from mnist_mlops.strategies import SkippedStrategy, TrainingResult
 
 Result = TrainingResult | SkippedStrategy
+
+_EXAMPLE = np.zeros((1, 28, 28), dtype=np.float32)  # one blank image of 0-255 pixels
+_REQUIREMENTS = ("tensorflow", "tf-keras")
 
 
 class StrategyRunDataset(AbstractDataset[Result | list[Result], Any]):
@@ -63,7 +68,14 @@ class StrategyRunDataset(AbstractDataset[Result | list[Result], Any]):
             ]
             mlflow.tracking.MlflowClient().log_batch(run.info.run_id, metrics=history)
             mlflow.log_metrics(data.metrics)
-            mlflow.tensorflow.log_model(data.model, name=self._artifact_path)
+            mlflow.tensorflow.log_model(
+                _without_optimizer(data.model),
+                name=self._artifact_path,
+                signature=_signature(),
+                input_example=_EXAMPLE,
+                # Pinned to this environment, so MLflow need not infer them (uv export, pip).
+                pip_requirements=[f"{name}=={version(name)}" for name in _REQUIREMENTS],
+            )
         return dataclasses.replace(data, run_id=run.info.run_id)
 
     def load(self) -> Result | list[Result]:
@@ -76,3 +88,28 @@ class StrategyRunDataset(AbstractDataset[Result | list[Result], Any]):
 
     def _describe(self) -> dict[str, Any]:
         return {"artifact_path": self._artifact_path}
+
+
+def _signature() -> Any:
+    """The models take raw (N, 28, 28) images of 0-255 pixels and return ten probabilities each."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 28, 28))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 10))]),
+    )
+
+
+def _without_optimizer(model: Any) -> Any:
+    """The model, uncompiled: logged to compare and to serve, not to resume training.
+
+    A compiled model saves an optimizer without state, and MLflow, reloading it to check the
+    input example, warns that it skips restoring it (TF-Keras's native format cannot leave the
+    optimizer out any other way).
+    """
+    import tensorflow as tf
+
+    clone = tf.keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone

@@ -101,19 +101,16 @@ class Scorer:
             raise Refusal(401, "UNAUTHORIZED", "missing or wrong bearer token", close=True)
 
     async def ping(self, request: Request) -> Response:
-        if self.follower.current is None:
-            return error(503, "TEMPORARILY_UNAVAILABLE", "the model is still loading")
+        """200: a worker serves only once its model is loaded (see ``lifespan``)."""
         return json_response({"status": "ok"})
 
     async def version(self, request: Request) -> Response:
-        loaded = self.follower.current
-        if loaded is None:
-            return error(503, "TEMPORARILY_UNAVAILABLE", "the model is still loading")
+        loaded = self.follower.loaded
         return json_response(
             {"model_name": loaded.name, "model_version": loaded.version, "model_uri": loaded.uri}
         )
 
-    async def metrics(self, request: Request) -> Response:
+    async def prometheus(self, request: Request) -> Response:
         self.authorize(request)
         body, content_type = metrics.exposition()
         return Response(body, headers={"content-type": content_type})
@@ -129,9 +126,7 @@ class Scorer:
             raise Refusal(413, "REQUEST_ENTITY_TOO_LARGE", str(exc)) from None
         except InvalidInput as exc:
             raise Refusal(400, "BAD_REQUEST", str(exc)) from None
-        loaded = self.follower.current  # one model per request, even if a swap happens meanwhile
-        if loaded is None:
-            raise Refusal(503, "TEMPORARILY_UNAVAILABLE", "the model is still loading")
+        loaded = self.follower.loaded  # one model per request, even if a swap happens meanwhile
         # Photos cost milliseconds to decode: off the event loop. Arrays are cheaper than a
         # thread hop (measured: 0.1 ms per request).
         score = _score_in_thread if parsed.images else _score_inline
@@ -148,7 +143,16 @@ class Scorer:
                 prediction["prepared"] = prepared.round(2).tolist()
         return json_response({"predictions": predictions})
 
-    def _record(self, parsed, pixels, probabilities, digits, version, started) -> None:
+    def _record(
+        self,
+        parsed: ScoringRequest,
+        pixels: np.ndarray,
+        probabilities: np.ndarray,
+        digits: np.ndarray,
+        version: str,
+        started: float,
+    ) -> None:
+        """Count the images and digits, and log the request (one line, rows per image)."""
         metrics.IMAGES.inc(len(digits))
         for digit, count in enumerate(np.bincount(digits, minlength=10)):
             if count:
@@ -249,7 +253,10 @@ def create_app(config: AppConfig) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
-        following = asyncio.create_task(scorer.follower.run())
+        # uvicorn accepts connections only after this: a worker takes no request before its
+        # model is loaded, and connections queue for the workers that are ready.
+        await scorer.follower.start()
+        following = asyncio.create_task(scorer.follower.follow())
         following.add_done_callback(_log_failure)
         yield
         following.cancel()
@@ -286,7 +293,7 @@ def create_app(config: AppConfig) -> Starlette:
             Route("/ping", scorer.ping, methods=["GET"]),
             Route("/health", scorer.ping, methods=["GET"]),
             Route("/version", scorer.version, methods=["GET"]),
-            Route("/metrics", scorer.metrics, methods=["GET"]),
+            Route("/metrics", scorer.prometheus, methods=["GET"]),
             Route("/openapi.json", scorer.openapi, methods=["GET"]),
             Route("/", scorer.index, methods=["GET"]),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
@@ -337,4 +344,4 @@ class MeasuredApp:
 
 def _log_failure(task: asyncio.Task) -> None:
     if not task.cancelled() and task.exception() is not None:
-        logger.error("the model could not be loaded", exc_info=task.exception())
+        logger.error("following the alias stopped", exc_info=task.exception())

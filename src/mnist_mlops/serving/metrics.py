@@ -8,6 +8,7 @@ writes its samples to files there, and ``/metrics`` in any worker adds up all of
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -43,8 +44,19 @@ FAILED_SWAPS = Counter(f"{PREFIX}_model_swaps_failed", "New model versions that 
 
 def exposition() -> tuple[bytes, str]:
     """The metrics of every worker in Prometheus' text format, and its content type."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if folder := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        _forget_dead_workers(Path(folder))
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def _forget_dead_workers(folder: Path) -> None:
+    """Drop the per-process gauges of workers uvicorn has replaced: only live ones count."""
+    for path in folder.glob("gauge_live*_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, str(folder))

@@ -96,14 +96,22 @@ class ModelFollower:
         self.model_uri, self.first, self.poll_s, self.root = model_uri, first, poll_s, root
         self.current: LoadedModel | None = None
 
-    async def run(self) -> None:
-        """Load the first version, then (for an alias) poll until cancelled."""
+    @property
+    def loaded(self) -> LoadedModel:
+        """The version being served (``start`` has run: the app serves only after it)."""
+        assert self.current is not None, "ModelFollower.start() has not run"
+        return self.current
+
+    async def start(self) -> None:
+        """Load the first version (downloaded once for all workers by ``serve``)."""
         self.current = await asyncio.to_thread(load, self.first, self.model_uri)
         metrics.MODEL_VERSION.set(_number(self.current.version))
         logger.info("Serving %s version %s", self.current.name, self.current.version)
-        if alias_of(self.model_uri) is None:
-            return  # a version number or a run's model never changes
-        while True:
+
+    async def follow(self) -> None:
+        """For an alias, look at it every ``poll_s`` seconds until cancelled; a version number
+        or a run's model never changes."""
+        while alias_of(self.model_uri) is not None:
             await asyncio.sleep(self.poll_s)
             await self.check()
 
@@ -116,9 +124,9 @@ class ModelFollower:
             logger.info("%s now points at version %s: loading it", self.model_uri, version)
             downloaded = await asyncio.to_thread(download, self.model_uri, self.root)
             fresh = await asyncio.to_thread(load, downloaded, self.model_uri)
-        except Exception:
+        except Exception as exc:  # whatever broke, the version being served keeps serving
             metrics.FAILED_SWAPS.inc()
-            logger.exception("could not load the new version of %s", self.model_uri)
+            logger.error("not swapped in: %s failed to load: %r", self.model_uri, exc)
             return
         old, self.current = self.current, fresh  # one assignment: requests see old or new
         metrics.SWAPS.inc()

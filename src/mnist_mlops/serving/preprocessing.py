@@ -1,7 +1,16 @@
-"""Turn request payloads into MNIST pixels: raw arrays, or photos made MNIST-like.
+"""Turn request payloads into MNIST pixels: raw arrays, or real pictures made MNIST-like.
 
-Only NumPy and Pillow: this module travels inside the logged model, so it imports nothing of
-the project and no TensorFlow.
+Only NumPy, Pillow and SciPy: this module travels inside the logged model, so it imports nothing
+of the project and no TensorFlow.
+
+A real picture is searched for the digit the way a person would look at it: the background is
+what surrounds the strokes locally (so uneven light, shadows, a dark canvas on a white page or a
+plot's frame do not decide it), the ink is whatever stands out from that background in either
+direction, and the digit is the largest group of ink that is neither a line across the picture
+(ruled or squared paper, plot axes, page edges) nor a frame, together with the strokes near it
+(the bar of a 5). Both polarities are tried; the background around the found strokes decides
+which one was the ink. All of it runs on the picture scaled to at most ``WORK_SIDE`` pixels, so
+the cost per image is bounded whatever its size.
 """
 
 from __future__ import annotations
@@ -9,13 +18,16 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 SIDE = 28
 FIT = 20  # MNIST digits were fitted into 20 x 20, then centred by centre of mass in 28 x 28
 MAX_IMAGE_PIXELS = 4096 * 4096
+WORK_SIDE = 96  # the digit is searched for at this size: enough for 20 x 20, cheap to filter
+MIN_CONTRAST = 12.0  # grey levels: below this nothing stands out from the paper
+MNIST_STROKE = 0.12  # MNIST strokes are about 2.4 pixels wide in a 20-pixel digit
 
 
 class InvalidInput(ValueError):
@@ -49,41 +61,253 @@ def pixels_from_array(data: Any) -> np.ndarray:
     return array
 
 
-def pixels_from_image(data: bytes | str) -> np.ndarray:
-    """Make an MNIST digit of a photo or scan (PNG or JPEG, raw or base64).
+def digit_candidates(data: bytes | str) -> np.ndarray:
+    """Find the digit in a picture (PNG or JPEG, raw or base64) and make it an MNIST digit.
 
-    Grayscale; inverted when the background is light, so the ink is bright on black; cropped to
-    the ink; fitted into 20 x 20 keeping the aspect ratio; centred by centre of mass in 28 x 28.
+    Whether the ink is dark on light or light on dark is not always decidable from pixels alone
+    (a light digit on a dark canvas inside a white page): when both readings find a digit, both
+    are returned, the one with the larger strokes first, and the model keeps the one it reads
+    more confidently.
+
+    Raises:
+        InvalidInput: not an image, too large, or no digit found in it.
 
     Returns:
-        A float32 array of shape (28, 28) with 0-255 values.
+        A float32 array of shape (1 or 2, 28, 28) with 0-255 values, bright ink on black.
+    """
+    gray = _work_grayscale(_decode(data))
+    return np.stack([_mnist_like(ink) for ink in _digit_inks(gray)])
+
+
+def _decode(data: bytes | str) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput("image is not valid base64") from None
+
+
+def _work_grayscale(data: bytes) -> np.ndarray:
+    """Luminance 0-255 of the upright picture, at most ``WORK_SIDE`` pixels on its longer side.
+
+    A transparent background is laid on the colour that contrasts with the opaque strokes.
+    JPEGs are decoded at a reduced scale directly (``draft``), which bounds the decoding cost.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    if isinstance(data, str):
-        try:
-            data = base64.b64decode(data, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidInput("image is not valid base64") from None
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise InvalidInput(f"image of {image.width} x {image.height} pixels is too large")
-            gray = np.asarray(ImageOps.exif_transpose(image).convert("L"), dtype=np.float32)
+            image.draft("L" if image.mode in ("L", "RGB") else image.mode, (WORK_SIDE, WORK_SIDE))
+            upright = ImageOps.exif_transpose(image)
+            scale = WORK_SIDE / max(upright.size)
+            if scale < 1:
+                size = (max(1, round(upright.width * scale)), max(1, round(upright.height * scale)))
+                upright = upright.resize(size, Image.Resampling.BOX)
+            return _luminance(upright)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise InvalidInput(f"not a PNG or JPEG image ({exc.__class__.__name__})") from None
 
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    background = float(np.median(border))
-    ink = background - gray if background > 127 else gray - background
-    ink = np.clip(ink, 0, None)
-    if ink.max() < 32:
-        raise InvalidInput("no digit found: the image has no contrast")
-    ink = ink * (255.0 / ink.max())
-    ink[ink < 0.25 * 255] = 0  # paper texture, shadows and JPEG noise are not ink
 
-    rows, cols = np.nonzero(ink)
-    ink = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+def _luminance(image: Any) -> np.ndarray:
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    gray = np.asarray(image.convert("L"), dtype=np.float32)
+    if not has_alpha:
+        return gray
+    alpha = np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.float32) / 255
+    if alpha.min() > 0.5:
+        return gray
+    opaque = gray[alpha > 0.5]
+    backdrop = 0.0 if opaque.size and opaque.mean() > 127 else 255.0
+    return gray * alpha + backdrop * (1 - alpha)
+
+
+class _Part(NamedTuple):
+    """Connected ink: its label, pixel count and bounding box (top, left, bottom, right)."""
+
+    label: int
+    area: int
+    box: tuple[int, int, int, int]
+
+
+def _digit_inks(gray: np.ndarray) -> list[np.ndarray]:
+    """The digit's ink (0-255, bright on black) cropped to it, for each polarity that has one."""
+
+    # The local background is the picture with features narrower than k closed (dark ink) or
+    # opened (light ink): it follows uneven light and shadows.
+    found = []
+    for ink in (_background(gray, light=True) - gray, gray - _background(gray, light=False)):
+        mask, parts, labels = _digit_parts(ink)
+        if parts:
+            top, left, bottom, right = _union_box(parts)
+            keep = np.isin(labels[top:bottom, left:right], [part.label for part in parts])
+            keep = _grow(keep & mask[top:bottom, left:right])  # the strokes' soft edges
+            found.append(
+                (max(bottom - top, right - left), np.where(keep, ink[top:bottom, left:right], 0.0))
+            )
+    if not found:
+        raise InvalidInput("no digit found: nothing in the image stands out from its background")
+    return [ink for _, ink in sorted(found, key=lambda item: -item[0])]
+
+
+def _background(gray: np.ndarray, light: bool) -> np.ndarray:
+    """The paper under the ink: a closing (light paper) or opening (dark) wider than strokes."""
+    from scipy import ndimage
+
+    size = (max(3, max(gray.shape) // 5),) * 2
+    return (ndimage.grey_closing if light else ndimage.grey_opening)(gray, size=size)
+
+
+def _grow(mask: np.ndarray) -> np.ndarray:
+    """A binary dilation by one pixel (a cross); in slices, as SciPy's call overhead is larger
+    than the work here."""
+    padded = np.pad(mask, 1)
+    grown = padded.copy()
+    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
+        grown[1:-1, 1:-1] |= padded[dy : dy + mask.shape[0], dx : dx + mask.shape[1]]
+    return grown[1:-1, 1:-1]
+
+
+def _shrink(mask: np.ndarray) -> np.ndarray:
+    """A binary erosion by one pixel (a cross; outside the picture counts as empty)."""
+    return ~_grow(~np.pad(mask, 1))[1:-1, 1:-1]
+
+
+def _stroke_width(strokes: np.ndarray) -> float:
+    """About the strokes' width in pixels: their area over half their outline."""
+
+    outline = strokes & ~_shrink(strokes)
+    return 2 * float(strokes.sum()) / max(1, int(outline.sum()))
+
+
+def _digit_parts(ink: np.ndarray) -> tuple[np.ndarray, list[_Part], np.ndarray]:
+    """The ink mask, the pieces of it that make the digit, and the labels they refer to.
+
+    Pieces a pixel or two apart are one (a thin stroke that scaling broke up).
+    """
+    from scipy import ndimage
+
+    standing_out = ink[ink > MIN_CONTRAST]
+    if standing_out.size < 4:
+        return np.zeros(ink.shape, bool), [], np.zeros(ink.shape, dtype=np.int32)
+    # Relative to the strongest ink, so that fainter ruled lines or grids (often more pixels than
+    # the digit) fall below it.
+    strongest = float(
+        np.partition(standing_out, int(0.97 * (standing_out.size - 1)))[
+            int(0.97 * (standing_out.size - 1))
+        ]
+    )
+    mask = ink > max(0.4 * strongest, MIN_CONTRAST)
+    mask &= ~_long_thin_lines(mask)
+    labels, count = ndimage.label(_grow(mask), np.ones((3, 3)))
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    parts = [
+        _Part(label, int(areas[label]), (s[0].start, s[1].start, s[0].stop, s[1].stop))
+        for label, s in enumerate(ndimage.find_objects(labels), start=1)
+        if s is not None and areas[label] >= 4
+    ]
+    parts = [part for part in parts if not _is_clutter(part, labels, ink.shape)]
+    if not parts:
+        return mask, [], labels
+    main = max(parts, key=lambda part: part.area)
+    return mask, _with_neighbours(main, parts), labels
+
+
+def _long_thin_lines(mask: np.ndarray) -> np.ndarray:
+    """Horizontal and vertical lines across most of the picture: rules, grids, frames, axes.
+
+    Only thin lines (a few pixels across) that run at least 85% of the picture's width or height
+    qualify: no digit is that long, so a stroke crossing such a line keeps all but the crossing.
+    """
+    from scipy import ndimage
+
+    lines = np.zeros(mask.shape, dtype=bool)
+    m = mask.astype(np.uint8)
+    thick = max(3, max(mask.shape) // 40)
+    for along in (0, 1):
+        across = 1 - along
+        length = int(0.85 * mask.shape[along])
+        coverage = ndimage.uniform_filter1d(m.sum(axis=along).astype(np.float32), 3) * 3
+        if coverage.max() < length:
+            continue  # no line that long: skip the filters
+        # thin across: not kept by an opening across; then widened by a pixel for slight tilt
+        thin = m & ~_opening1d(m, thick + 1, across).astype(bool)
+        thin = ndimage.maximum_filter1d(thin.astype(np.uint8), 3, axis=across)
+        lines |= _opening1d(thin, length, along).astype(bool)
+    return lines & mask
+
+
+def _opening1d(m: np.ndarray, length: int, axis: int) -> np.ndarray:
+    from scipy import ndimage
+
+    eroded = ndimage.minimum_filter1d(m, length, axis=axis)
+    return ndimage.maximum_filter1d(eroded, length, axis=axis)
+
+
+def _is_clutter(part: _Part, labels: np.ndarray, shape: tuple[int, int]) -> bool:
+    """Specks, lines across the picture, page edges and frames: ink that is not a digit."""
+    top, left, bottom, right = part.box
+    height, width = bottom - top, right - left
+    spans = height >= 0.75 * shape[0] or width >= 0.75 * shape[1]
+    thin = min(height, width) * 6 <= max(height, width)
+    touches = top == 0 or left == 0 or bottom == shape[0] or right == shape[1]
+    if spans and (thin or touches):
+        return True  # a ruled line, an axis, a page edge, a margin
+    if min(height, width) < max(8, 0.3 * max(height, width)):
+        return False
+    # A straight line along three or four sides of it: a frame, a canvas, a screen, plot axes.
+    mine = labels[top:bottom, left:right] == part.label
+    rows, cols = mine.mean(axis=1), mine.mean(axis=0)
+    q_rows, q_cols = max(1, height // 4), max(1, width // 4)
+    sides = (rows[:q_rows].max(), rows[-q_rows:].max(), cols[:q_cols].max(), cols[-q_cols:].max())
+    return sum(float(side) >= 0.9 for side in sides) >= 3
+
+
+def _with_neighbours(main: _Part, parts: list[_Part]) -> list[_Part]:
+    """The main piece and the pieces near it that are large enough to be strokes of the digit.
+
+    A long thin piece beside the digit is a rule or a canvas edge, not a stroke.
+    """
+    top, left, bottom, right = main.box
+    size = max(bottom - top, right - left)
+    chosen = [main]
+    for part in parts:
+        p_top, p_left, p_bottom, p_right = part.box
+        long_side = max(p_bottom - p_top, p_right - p_left)
+        short_side = min(p_bottom - p_top, p_right - p_left)
+        if part is main or (long_side >= 0.6 * size and short_side * 5 <= long_side):
+            continue
+        gap = max(p_top - bottom, top - p_bottom, p_left - right, left - p_right, 0)
+        near = gap <= 0.25 * size and part.area >= 0.1 * main.area
+        if near or (gap == 0 and part.area >= 0.04 * main.area):
+            chosen.append(part)
+    return chosen
+
+
+def _union_box(parts: list[_Part]) -> tuple[int, int, int, int]:
+    boxes = np.array([part.box for part in parts])
+    return (
+        int(boxes[:, 0].min()),
+        int(boxes[:, 1].min()),
+        int(boxes[:, 2].max()),
+        int(boxes[:, 3].max()),
+    )
+
+
+def _mnist_like(ink: np.ndarray) -> np.ndarray:
+    """Scale the ink to 0-255, thicken thin strokes, fit into 20 x 20, centre in 28 x 28."""
+    from PIL import Image
+    from scipy import ndimage
+
+    strokes = ink > 0.4 * ink.max()
+    ink = np.clip(ink * (255.0 / np.percentile(ink[strokes], 75)), 0, 255)
+    width = _stroke_width(strokes)  # thin pens look unlike MNIST: thicken them
+    wanted = MNIST_STROKE * max(ink.shape)
+    if width < 0.6 * wanted:
+        grow = round(wanted - width)
+        ink = ndimage.grey_dilation(np.pad(ink, grow // 2 + 1), size=(grow + 1, grow + 1))
     scale = FIT / max(ink.shape)
     size = (max(1, round(ink.shape[1] * scale)), max(1, round(ink.shape[0] * scale)))
     fitted = np.asarray(

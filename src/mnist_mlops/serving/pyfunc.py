@@ -2,27 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import tempfile
+from collections.abc import Callable, Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.types import ColSpec, DataType, Schema
+from mlflow.types.schema import Array
 
 from mnist_mlops.serving import preprocessing
-from mnist_mlops.serving.preprocessing import InvalidInput, pixels_from_array, pixels_from_image
+from mnist_mlops.serving.preprocessing import InvalidInput, digit_candidates, pixels_from_array
 
 ONNX_ARTIFACT = "onnx_model"
-_REQUIREMENTS = ("mlflow", "cloudpickle", "numpy", "pandas", "pillow", "onnxruntime")
+_REQUIREMENTS = ("mlflow", "cloudpickle", "numpy", "pandas", "pillow", "scipy", "onnxruntime")
+# What ``predict`` returns, declared rather than inferred from an example: inferring it makes
+# MLflow warn that an integer column cannot hold missing values (the digit never is missing).
+OUTPUT_SCHEMA = Schema(
+    [ColSpec(DataType.long, "digit"), ColSpec(Array(DataType.double), "probabilities")]
+)
 
 
-def to_pixels(model_input: Any) -> np.ndarray:
+def to_pixels(model_input: Any, score: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Pixels (N, 28, 28) of whatever MLflow hands the model.
 
     A DataFrame with an ``image`` column (``dataframe_records`` of base64 photos) is made
-    MNIST-like; a ``pixels`` column (a table scored by Spark) holds 784 pixels per row; anything
+    MNIST-like (``score``, the model's probabilities, picks between a picture's readings); a
+    ``pixels`` column (a table scored by Spark) holds 784 pixels per row; anything
     else (``inputs``, ``instances``, arrays) must already be 0-255 pixels.
     """
     if isinstance(model_input, pd.DataFrame):
@@ -31,7 +43,8 @@ def to_pixels(model_input: Any) -> np.ndarray:
             if column in model_input.columns and model_input.empty:
                 raise InvalidInput("the batch is empty")
         if "image" in model_input.columns:
-            return np.stack([pixels_from_image(image) for image in model_input["image"]])
+            readings = [digit_candidates(image) for image in model_input["image"]]
+            return _likeliest_readings(readings, score)
         if "pixels" in model_input.columns:
             return pixels_from_array(np.stack(model_input["pixels"].to_numpy()))
         return pixels_from_array(model_input.to_numpy())
@@ -42,8 +55,28 @@ def to_pixels(model_input: Any) -> np.ndarray:
     return pixels_from_array(model_input)
 
 
+def _likeliest_readings(
+    candidates: list[np.ndarray], score: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """Of each picture's candidate digits, the one the model reads most confidently."""
+    stacked = np.concatenate(candidates)
+    confidence = score(stacked).max(axis=1)
+    starts = np.cumsum([0] + [len(c) for c in candidates[:-1]])
+    picks = [
+        start + int(np.argmax(confidence[start : start + len(c)]))
+        for start, c in zip(starts, candidates, strict=True)
+    ]
+    return stacked[picks]
+
+
 class MnistDigitModel(mlflow.pyfunc.PythonModel):
     """Predicts the digit and the ten probabilities of each image, without TensorFlow."""
+
+    # ``predict`` takes pixel arrays, dicts of them and DataFrames of photos: no one MLflow type
+    # hint says that, so its input has none and MLflow is told not to validate by hint (it would
+    # warn at import and at logging). Nothing changes in what it accepts: MLflow's wrapper for an
+    # unhinted input passes it through as it is.
+    _skip_type_hint_validation = True
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.load(context.artifacts[ONNX_ARTIFACT])
@@ -59,13 +92,13 @@ class MnistDigitModel(mlflow.pyfunc.PythonModel):
 
         The scoring server calls it so that a version swapped in brings its preprocessing along.
         """
-        return to_pixels(model_input)
+        return to_pixels(model_input, self.probabilities)
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """Softmax outputs (N, 10) for validated pixels (N, 28, 28)."""
         return self._session.run(None, {self._input_name: pixels.astype(np.float32)})[0]
 
-    def predict(self, context: Any, model_input: Any, params: dict | None = None) -> pd.DataFrame:
+    def predict(self, context: Any, model_input, params: dict | None = None) -> pd.DataFrame:
         probabilities = self.probabilities(self.prepare(model_input))
         return pd.DataFrame(
             {
@@ -80,6 +113,27 @@ def _example_digit() -> np.ndarray:
     example = np.zeros((1, 28, 28), dtype=np.float32)
     example[0, 5:23, 13:16] = 255.0
     return example
+
+
+@contextlib.contextmanager
+def _grappler_on_one_cpu() -> Iterator[None]:
+    """Have tf2onnx's graph optimisation (Grappler) plan for one CPU, as the ONNX model runs.
+
+    tf2onnx calls Grappler without a cluster, so Grappler describes the local machine, probing
+    CUDA even when TensorFlow is told to use CPUs only (``TF_ENABLED_DEVICE_TYPES``): an ERROR
+    line on every machine without CUDA. tf2onnx 1.17 has no option to pass a cluster, hence the
+    patch, for this call only. Its optimisers (constant folding, functions) do not depend on the
+    devices.
+    """
+    from tensorflow.core.protobuf.device_properties_pb2 import DeviceProperties, NamedDevice
+    from tensorflow.python.grappler import cluster, tf_optimizer
+
+    cpu = NamedDevice(
+        name="/job:localhost/replica:0/task:0/device:CPU:0", properties=DeviceProperties(type="CPU")
+    )
+    one_cpu = functools.partial(tf_optimizer.OptimizeGraph, cluster=cluster.Cluster(devices=[cpu]))
+    with mock.patch.object(tf_optimizer, "OptimizeGraph", one_cpu):
+        yield
 
 
 def log_servable_model(
@@ -98,16 +152,13 @@ def log_servable_model(
 
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = str(Path(tmp) / "mnist_cnn.onnx")
-        tf2onnx.convert.from_keras(
-            keras_model,
-            input_signature=(tf.TensorSpec((None, 28, 28), tf.float32, name="image"),),
-            opset=17,
-            output_path=onnx_path,
-        )
-        model = MnistDigitModel()
-        model.load(onnx_path)
-        example = _example_digit()
-        signature = mlflow.models.infer_signature(example, model.predict(None, example))
+        with _grappler_on_one_cpu():
+            tf2onnx.convert.from_keras(
+                keras_model,
+                input_signature=(tf.TensorSpec((None, 28, 28), tf.float32, name="image"),),
+                opset=17,
+                output_path=onnx_path,
+            )
         modules = [preprocessing, __import__(__name__, fromlist=["_"])]
         for module in modules:
             cloudpickle.register_pickle_by_value(module)
@@ -116,8 +167,8 @@ def log_servable_model(
                 name=name,
                 python_model=MnistDigitModel(),
                 artifacts={ONNX_ARTIFACT: onnx_path},
-                signature=mlflow.models.ModelSignature(outputs=signature.outputs),
-                input_example=example,
+                signature=mlflow.models.ModelSignature(outputs=OUTPUT_SCHEMA),
+                input_example=_example_digit(),
                 pip_requirements=[f"{package}=={version(package)}" for package in _REQUIREMENTS],
                 registered_model_name=registered_model_name,
             )

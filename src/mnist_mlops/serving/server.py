@@ -76,17 +76,23 @@ def _run(settings: ServingSettings, model_uri: str, token: str | None, downloads
         timeout_keep_alive=limits.keepalive_timeout_s,  # type: ignore[arg-type]
         timeout_graceful_shutdown=limits.shutdown_grace_s,  # type: ignore[arg-type]
         server_header=False,
+        # uvicorn kills a worker that does not answer its ping within this, and a worker answers
+        # only once it has imported MLflow: on a busy machine (load average 24 on 2 cores) that
+        # took over 60 s, and workers were killed and restarted in a loop. A crashed worker is
+        # still replaced at once; only a hung one waits this long.
+        timeout_worker_healthcheck=300,
         access_log=False,
         log_config=LOG_CONFIG,
     )
     logger.info(
-        "Serving %s (version %s) on http://%s:%d with %d worker(s)%s",
+        "Serving %s (version %s) on http://%s:%d with %d worker(s)%s; downloads in %s",
         model_uri,
         first.version,
         settings.host,
         settings.port,
         workers,
         ", bearer token required" if token else "",
+        downloads,
     )
     if workers == 1:
         # uvicorn re-raises SIGTERM once it has shut down gracefully: exit 0 instead of dying.

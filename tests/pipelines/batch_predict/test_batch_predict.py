@@ -11,6 +11,7 @@ from kedro_datasets.spark import SparkDataset
 
 from mnist_mlops.pipelines.batch_predict import create_pipeline
 from mnist_mlops.pipelines.batch_predict.nodes import images_to_table
+from mnist_mlops.pipelines.batch_predict.parameters import BatchPredictParameters
 from mnist_mlops.serving.pyfunc import log_servable_model
 from tests.conftest import workspace
 
@@ -39,7 +40,7 @@ def run_batch_predict(tmp_path, images, production, alias="production"):
             "image_table@spark": SparkDataset(filepath=str(tmp_path / "table.parquet")),
             "production_workspace": MemoryDataset(production),
             "params:batch_predict": MemoryDataset(
-                {"model_name": NAME, "alias": alias, "partitions": 0}
+                BatchPredictParameters(model_name=NAME, alias=alias, partitions=0)
             ),
             "batch_predictions": SparkDataset(
                 filepath=str(tmp_path / "predictions.parquet"), save_args={"mode": "overwrite"}

@@ -10,8 +10,9 @@ from mnist_mlops.pipelines.data_prep.nodes import (
     split_train_validation,
     validate_mnist,
 )
+from mnist_mlops.pipelines.data_prep.parameters import DataPrepParameters
 
-PARAMS = {"validation_images": 500, "max_train_images": 0, "seed": 1}
+PARAMS = DataPrepParameters(validation_images=500, max_train_images=0, seed=1)
 
 
 @pytest.fixture
@@ -57,7 +58,9 @@ def test_split_is_seeded_stratified_and_keeps_raw_pixels(tiny):
 
 
 def test_max_train_images_limits_training_set_only(tiny):
-    split = split_train_validation(_validate(tiny), {**PARAMS, "max_train_images": 300})
+    split = split_train_validation(
+        _validate(tiny), PARAMS.model_copy(update={"max_train_images": 300})
+    )
     assert len(split["train_images"]) == 300 and len(split["validation_images"]) == 500
     assert set(np.unique(split["train_labels"])) == set(range(10))
 
@@ -65,14 +68,13 @@ def test_max_train_images_limits_training_set_only(tiny):
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"max_train_images": -1}, "must be 0"),
         ({"max_train_images": 5}, "one image of each digit"),
         ({"validation_images": 1995}, "validation_images=1995"),
     ],
 )
 def test_bad_parameters(tiny, params, message):
     with pytest.raises(DataValidationError, match=message):
-        split_train_validation(_validate(tiny), {**PARAMS, **params})
+        split_train_validation(_validate(tiny), PARAMS.model_copy(update=params))
 
 
 def test_pipeline_writes_model_input_and_report(tiny, tmp_path):

@@ -6,13 +6,15 @@ import mlflow
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
-from kedro_datasets.partitions import PartitionedDataset
 
+from mnist_mlops.datasets import PictureSetDataset
 from mnist_mlops.pipelines.deploy import create_pipeline
 from mnist_mlops.pipelines.deploy.nodes import DeploymentError
+from mnist_mlops.pipelines.deploy.parameters import DeploymentParameters
 from mnist_mlops.pipelines.registration.nodes import push_to_production, register_in_sandbox
+from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
 from mnist_mlops.serving.pyfunc import log_servable_model
-from tests.conftest import PHOTOS, workspace
+from tests.conftest import REAL_PICTURES, workspace
 
 NAME = "deployed-cnn"  # its own model in the shared servers: the gate tests use mnist-cnn
 PARAMS = {
@@ -22,6 +24,7 @@ PARAMS = {
     "rollback": False,
     "min_test_accuracy": 0.95,
     "min_photo_accuracy": 0.8,
+    "picture_batch_size": 32,
     "server_ready_timeout_s": 120,
     "infra_requests": 3,
 }
@@ -46,7 +49,12 @@ def push(servers, decent_model, monkeypatch):
             "strategy": "single_node",
             "strategy_run_id": None,
         }
-        registration = {"model_name": NAME, "production_experiment": "pushed-models"}
+        registration = RegistrationParameters(
+            model_name=NAME,
+            min_test_accuracy=0.0,
+            max_regression=1.0,
+            production_experiment="pushed-models",
+        )
         sandbox = workspace(servers["sandbox"], "sandbox")
         sandbox_version = register_in_sandbox(
             candidate, {"test_accuracy": 0.985}, {"sha256": {}}, sandbox, registration
@@ -63,10 +71,8 @@ def deploy(servers, small_model_input, **params):
             "production_workspace": MemoryDataset(workspace(servers["production"], "production")),
             "mnist_test_images": MemoryDataset(small_model_input.load()["test_images"]),
             "mnist_test_labels": MemoryDataset(small_model_input.load()["test_labels"]),
-            "digit_photos": PartitionedDataset(
-                path=str(PHOTOS[0].parent), dataset="pillow.ImageDataset"
-            ),
-            "params:deployment": MemoryDataset({**PARAMS, **params}),
+            "real_pictures": PictureSetDataset(filepath=str(REAL_PICTURES)),
+            "params:deployment": MemoryDataset(DeploymentParameters(**{**PARAMS, **params})),
             "deployment_report": MemoryDataset(),
         }
     )
@@ -89,6 +95,8 @@ def test_deploy_validates_describes_stages_infra_validates_and_promotes(
 
     assert report["production"] == version and report["previous_production"] == before
     assert report["photo_accuracy"] >= 0.8 and report["latency_p50_ms"] > 0
+    categories = set(PictureSetDataset(filepath=str(REAL_PICTURES)).load()["category"])
+    assert set(report["photo_accuracy_by_category"]) == categories
     assert aliases(servers)["production"] == version
     assert aliases(servers)["staging"] == version
     if before:

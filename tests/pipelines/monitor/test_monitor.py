@@ -12,9 +12,10 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
-from kedro_datasets.pandas import JSONDataset
 
+from mnist_mlops.datasets import RequestLogDataset
 from mnist_mlops.pipelines.monitor import create_pipeline
+from mnist_mlops.pipelines.monitor.parameters import MonitoringParameters
 from mnist_mlops.serving.process import ScoringProcess
 from tests.conftest import PROJECT_ROOT, RAW_MNIST
 
@@ -69,10 +70,10 @@ def monitor(log, mnist_raw, **changes):
     params.update(changes)
     catalog = DataCatalog(
         {
-            "serving_request_log": JSONDataset(filepath=str(log), load_args={"lines": True}),
+            "serving_request_log": RequestLogDataset(filepath=str(log)),
             "mnist_train_images": MemoryDataset(mnist_raw["train_images"]),
             "mnist_train_labels": MemoryDataset(mnist_raw["train_labels"]),
-            "params:monitoring": MemoryDataset(params),
+            "params:monitoring": MemoryDataset(MonitoringParameters(**params)),
             "monitoring_metrics": MemoryDataset(),
             "monitoring_report": MemoryDataset(),
             "monitoring_chart": MemoryDataset(),

@@ -3,15 +3,17 @@
 import numpy as np
 import pytest
 
+from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
 from mnist_mlops.pipelines.training.fit import fit_model
 from mnist_mlops.pipelines.training.model import build_model
+from tests.conftest import NO_RECIPE_EXTRAS
 
 
 @pytest.fixture(scope="session")
 def tiny_model(small_model_input):
     """A CNN trained for one epoch on a few hundred MNIST images (~50% accurate)."""
     hyperparameters = {"epochs": 1, "batch_size": 64, "learning_rate": 0.003}
-    hyperparameters.update(dropout=0.0, shift_px=0, seed=3)
+    hyperparameters.update(dropout=0.0, shift_px=0, seed=3, **NO_RECIPE_EXTRAS)
     model = build_model("lean_cnn", hyperparameters, total_steps=1)
     model.set_weights(fit_model(small_model_input, hyperparameters, "lean_cnn").weights)
     return model
@@ -19,12 +21,12 @@ def tiny_model(small_model_input):
 
 @pytest.fixture
 def registration_params():
-    return {
-        "model_name": "mnist-cnn",
-        "min_test_accuracy": 0.3,
-        "max_regression": 0.002,
-        "production_experiment": "pushed-models",
-    }
+    return RegistrationParameters(
+        model_name="mnist-cnn",
+        min_test_accuracy=0.3,
+        max_regression=0.002,
+        production_experiment="pushed-models",
+    )
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from mnist_mlops.pipelines.registration.nodes import (
     push_to_production,
     register_in_sandbox,
 )
-from mnist_mlops.pipelines.registration.registry import LINEAGE_TAG
+from mnist_mlops.registry import LINEAGE_TAG
 from mnist_mlops.workspaces import WorkspaceError
 from tests.conftest import workspace
 
@@ -166,7 +166,7 @@ def test_gate_failure_registers_nothing_anywhere(
     before = len(_production_versions(servers))
     with workspace(servers["sandbox"], "sandbox").session() as client:
         sandbox_before = len(client.search_model_versions("name = 'mnist-cnn'"))
-    strict = {**registration_params, "min_test_accuracy": 0.999}
+    strict = registration_params.model_copy(update={"min_test_accuracy": 0.999})
     with pytest.raises(GateError, match=r"below registration.min_test_accuracy 0.9990 by 0\.\d{4}"):
         _register(servers, tiny_model, small_model_input, strict)
     with workspace(servers["sandbox"], "sandbox").session() as client:

@@ -11,11 +11,11 @@ from mnist_mlops.pipelines.training.nodes import (
     train_local,
     train_single_node,
 )
-from mnist_mlops.pipelines.training.result import SkippedStrategy, TrainingResult
 from mnist_mlops.pipelines.training.spark_runner import (
     DistributedTrainingError,
     run_with_runner,
 )
+from mnist_mlops.strategies import SkippedStrategy, TrainingResult
 
 
 def _assert_predicts(result, bundle):
@@ -26,25 +26,32 @@ def _assert_predicts(result, bundle):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-4)
     # One epoch on 640 images: far better than chance (10%).
     assert result.metrics["test_accuracy"] > 0.4
-    assert result.metrics["images_per_s"] > 0 and result.metrics["startup_s"] > 0
+    metrics = result.metrics
+    assert metrics["startup_s"] > 0 and metrics["validation_s"] > 0 and metrics["teardown_s"] >= 0
+    # Throughput is the training batches after the first over the training clock alone.
+    trained_after_first = 640 // 64 * 64 - 64
+    assert metrics["images_per_s"] == pytest.approx(trained_after_first / metrics["train_s"])
+    parts = metrics["startup_s"] + metrics["train_s"] + metrics["validation_s"]
+    assert parts + metrics["teardown_s"] < metrics["wall_time_s"]
     assert len(result.history["val_accuracy"]) == 1
 
 
+@pytest.mark.slow  # trains
 def test_single_node(small_model_input, quick_training):
-    result = train_single_node(small_model_input, quick_training)
+    result = train_single_node(small_model_input, quick_training())
     _assert_predicts(result, small_model_input)
     assert result.worker_pids == [os.getpid()]
 
 
 def test_local_mode_runs_in_the_driver(spark, small_model_input, quick_training):
-    result = train_local(small_model_input, quick_training)
+    result = train_local(small_model_input, quick_training())
     _assert_predicts(result, small_model_input)
     assert result.worker_pids == [os.getpid()]
 
 
 @pytest.mark.parametrize("train", [train_distributed, train_custom])
 def test_two_executor_processes_train(spark, small_model_input, quick_training, train):
-    result = train(small_model_input, quick_training)
+    result = train(small_model_input, quick_training())
     if train is train_custom:  # one result per training.architectures: [lean_cnn] in base
         (result,) = result
         assert result.architecture == "lean_cnn"
@@ -55,14 +62,8 @@ def test_two_executor_processes_train(spark, small_model_input, quick_training, 
 
 
 def test_unselected_strategy_is_skipped(small_model_input, quick_training):
-    quick_training["strategies"] = "single_node+local"
-    assert train_distributed(small_model_input, quick_training) == SkippedStrategy("distributed")
-
-
-def test_unknown_strategy_is_refused(small_model_input, quick_training):
-    quick_training["strategies"] = "single_node+gpu_magic"
-    with pytest.raises(ValueError, match="unknown: \\['gpu_magic'\\]"):
-        train_single_node(small_model_input, quick_training)
+    training = quick_training(strategies="single_node+local")
+    assert train_distributed(small_model_input, training) == SkippedStrategy("distributed")
 
 
 def test_a_failing_worker_surfaces_its_own_error(spark):
@@ -98,9 +99,9 @@ def test_a_worker_failing_before_training_names_the_python_error(spark):
         )
 
 
+@pytest.mark.slow  # trains
 def test_gpu_requested_without_gpu_falls_back_to_cpu(small_model_input, quick_training, caplog):
-    quick_training["use_gpu"] = True
-    result = train_single_node(small_model_input, quick_training)
+    result = train_single_node(small_model_input, quick_training(use_gpu=True))
     assert result.params["device"] == "CPU"
     assert "TensorFlow sees no GPU on this machine: training on CPU instead" in caplog.text
 

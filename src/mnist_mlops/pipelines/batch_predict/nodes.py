@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from mnist_mlops.pipelines.registration.registry import version_with_alias
+from mnist_mlops.pipelines.batch_predict.parameters import BatchPredictParameters
+from mnist_mlops.registry import version_with_alias
 from mnist_mlops.workspaces import Workspace
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def images_to_table(images: np.ndarray) -> pd.DataFrame:
 
 
 def score_images(
-    images: DataFrame, production: Workspace, batch_predict: dict[str, Any]
+    images: DataFrame, production: Workspace, batch_predict: BatchPredictParameters
 ) -> DataFrame:
     """Score every row of ``images`` (``id``, ``pixels``) with the model under the alias.
 
@@ -54,7 +54,7 @@ def score_images(
     missing = {"id", "pixels"} - set(images.columns)
     if missing:
         raise ValueError(f"the image table has no column {sorted(missing)}: {images.columns}")
-    name, alias = batch_predict["model_name"], batch_predict["alias"]
+    name, alias = batch_predict.model_name, batch_predict.alias
     version = version_with_alias(production, name, alias)
     if version is None:
         raise ValueError(
@@ -68,8 +68,8 @@ def score_images(
         result_type=PREDICTION_TYPE,
         env_manager="local",
     )
-    if batch_predict["partitions"]:
-        images = images.repartition(batch_predict["partitions"])
+    if batch_predict.partitions:
+        images = images.repartition(batch_predict.partitions)
     scored = images.select("id", predict(F.struct("pixels")).alias("prediction"))
     return scored.select(
         "id",

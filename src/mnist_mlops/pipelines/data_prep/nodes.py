@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from mnist_mlops.datasets import ArrayBundle
+from mnist_mlops.pipelines.data_prep.parameters import DataPrepParameters
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def validate_mnist(
 
 
 def split_train_validation(
-    mnist: dict[str, np.ndarray], parameters: dict[str, Any]
+    mnist: dict[str, np.ndarray], parameters: DataPrepParameters
 ) -> dict[str, np.ndarray]:
     """Hold out a seeded, stratified validation set and optionally shrink the training set.
 
@@ -84,9 +85,9 @@ def split_train_validation(
     Returns:
         ``train_*``, ``validation_*`` and ``test_*`` images and labels.
     """
-    seed = parameters["seed"]
+    seed = parameters.seed
     images, labels = mnist["train_images"], mnist["train_labels"]
-    n_validation = parameters["validation_images"]
+    n_validation = parameters.validation_images
     if not NUM_CLASSES <= n_validation < len(images) - NUM_CLASSES:
         raise DataValidationError(
             f"data_prep.validation_images={n_validation} must be between {NUM_CLASSES} and "
@@ -95,9 +96,7 @@ def split_train_validation(
     train_x, val_x, train_y, val_y = train_test_split(
         images, labels, test_size=n_validation, stratify=labels, random_state=seed
     )
-    max_train = parameters["max_train_images"]
-    if max_train < 0:
-        raise DataValidationError(f"data_prep.max_train_images={max_train} must be 0 (all) or more")
+    max_train = parameters.max_train_images
     if 0 < max_train < len(train_x):
         if max_train < NUM_CLASSES:
             raise DataValidationError(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 import logging
 import secrets
@@ -11,14 +10,14 @@ import statistics
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mnist_mlops.pipelines.registration.registry import LINEAGE_TAG, version_with_alias
+from mnist_mlops.pipelines.deploy.parameters import DeploymentParameters
+from mnist_mlops.registry import LINEAGE_TAG, version_with_alias
 from mnist_mlops.serving.process import ScoringProcess, ServerNotReady
 from mnist_mlops.workspaces import Workspace
 
@@ -31,17 +30,28 @@ class DeploymentError(RuntimeError):
     """The candidate was not promoted; ``production`` is where it was."""
 
 
-def _photo_records(photos: dict[str, Callable[[], Any]]) -> tuple[list[dict[str, str]], list[int]]:
-    records, labels = [], []
-    for name, load in sorted(photos.items()):
-        buffer = io.BytesIO()
-        load().save(buffer, format="PNG")
-        records.append({"image": base64.b64encode(buffer.getvalue()).decode()})
-        labels.append(int(name.split("/")[-1][0]))
-    return records, labels
+def _picture_batches(pictures: pd.DataFrame, size: int) -> list[list[dict[str, str]]]:
+    """The pictures as ``dataframe_records`` batches of at most ``size``, files sent as stored."""
+    records = [{"image": base64.b64encode(image).decode()} for image in pictures["image"]]
+    return [records[start : start + size] for start in range(0, len(records), size)]
 
 
-def select_version(production: Workspace, deployment: dict[str, Any]) -> dict[str, Any]:
+def _picture_accuracy(
+    model: Any, pictures: pd.DataFrame, batch_size: int
+) -> tuple[float, dict[str, float]]:
+    """Accuracy on the real-picture set, overall and per category, scored batch by batch."""
+    read = np.concatenate(
+        [
+            model.predict(pd.DataFrame(batch))["digit"].to_numpy()
+            for batch in _picture_batches(pictures, batch_size)
+        ]
+    )
+    right = pd.Series(read == pictures["digit"].to_numpy(), index=pictures.index)
+    by_category = right.groupby(pictures["category"]).mean()
+    return float(right.mean()), {name: round(float(v), 4) for name, v in by_category.items()}
+
+
+def select_version(production: Workspace, deployment: DeploymentParameters) -> dict[str, Any]:
     """Pick ``deployment.version``, or the newest pushed version not yet deployed.
 
     The result's ``action`` tells the next nodes what to do: ``deploy`` it; ``rollback`` (with
@@ -52,22 +62,22 @@ def select_version(production: Workspace, deployment: dict[str, Any]) -> dict[st
 
 
 def select_pushed_version(
-    pushed: dict[str, Any], production: Workspace, deployment: dict[str, Any]
+    pushed: dict[str, Any], production: Workspace, deployment: DeploymentParameters
 ) -> dict[str, Any]:
     """As :func:`select_version`, but deploy the version registration just pushed."""
     return _select(production, deployment, pushed_version=str(pushed["version"]))
 
 
 def _select(
-    production: Workspace, deployment: dict[str, Any], pushed_version: str | None
+    production: Workspace, deployment: DeploymentParameters, pushed_version: str | None
 ) -> dict[str, Any]:
-    name = deployment["model_name"]
-    if not deployment["enabled"]:
+    name = deployment.model_name
+    if not deployment.enabled:
         logger.info("deployment.enabled is false in this environment: nothing deployed")
         return {"name": name, "action": "skip"}
-    if deployment["rollback"]:
+    if deployment.rollback:
         return _rollback(production, name)
-    wanted = deployment["version"] or pushed_version
+    wanted = deployment.version or pushed_version
     with production.session() as client:
         versions = client.search_model_versions(f"name = '{name}'")
     if wanted:
@@ -124,31 +134,36 @@ def validate_version(
     candidate: dict[str, Any],
     test_images: np.ndarray,
     test_labels: np.ndarray,
-    photos: dict[str, Callable[[], Any]],
+    pictures: pd.DataFrame,
     production: Workspace,
-    deployment: dict[str, Any],
+    deployment: DeploymentParameters,
 ) -> dict[str, Any]:
-    """Load the version from the production registry and check it on MNIST and on photos."""
+    """Load the version from the production registry and check it on MNIST and on the
+    real-picture set (``deployment.min_photo_accuracy`` applies to the whole set)."""
     if candidate["action"] != "deploy":
         return {}
     model = production.load_pyfunc(f"models:/{candidate['name']}/{candidate['version']}")
     digits = model.predict(test_images.astype(np.float32))["digit"].to_numpy()
     test_accuracy = float((digits == test_labels).mean())
-    records, labels = _photo_records(photos)
-    read = model.predict(pd.DataFrame(records))["digit"].to_numpy()
-    photo_accuracy = float((read == np.array(labels)).mean())
-    logger.info("Test accuracy %.4f, photo accuracy %.3f", test_accuracy, photo_accuracy)
+    photo_accuracy, by_category = _picture_accuracy(model, pictures, deployment.picture_batch_size)
+    logger.info(
+        "Test accuracy %.4f, photo accuracy %.3f (%s)", test_accuracy, photo_accuracy, by_category
+    )
     failures = [
-        f"{what} {value:.4f} is below deployment.{key} {deployment[key]}"
-        for what, value, key in (
-            ("test accuracy", test_accuracy, "min_test_accuracy"),
-            ("photo accuracy", photo_accuracy, "min_photo_accuracy"),
+        f"{what} {value:.4f} is below deployment.{key} {minimum}"
+        for what, value, key, minimum in (
+            ("test accuracy", test_accuracy, "min_test_accuracy", deployment.min_test_accuracy),
+            ("photo accuracy", photo_accuracy, "min_photo_accuracy", deployment.min_photo_accuracy),
         )
-        if value < deployment[key]
+        if value < minimum
     ]
     if failures:
         raise _reject(production, candidate, "; ".join(failures))
-    return {"test_accuracy": test_accuracy, "photo_accuracy": photo_accuracy}
+    return {
+        "test_accuracy": test_accuracy,
+        "photo_accuracy": photo_accuracy,
+        "photo_accuracy_by_category": by_category,
+    }
 
 
 def stage_version(
@@ -204,16 +219,21 @@ def _request(url: str, body: bytes, token: str | None) -> tuple[int, float, byte
 
 
 def _infra_requests(
-    test_images: np.ndarray, photos: dict[str, Callable[[], Any]]
+    test_images: np.ndarray, pictures: pd.DataFrame, batch_size: int
 ) -> tuple[dict[str, tuple[bytes, int]], dict[str, bytes]]:
-    """Valid requests with how many predictions each must get back, and invalid requests."""
+    """Valid requests with how many predictions each must get back, and invalid requests.
+
+    The whole real-picture set goes in batches of ``batch_size``, each within the server's
+    body and pixel limits.
+    """
     batch = test_images[:64].astype(float).tolist()
-    records, _ = _photo_records(photos)
     valid = {
         "array batch": (json.dumps({"inputs": batch}).encode(), len(batch)),
-        "photos": (json.dumps({"dataframe_records": records}).encode(), len(records)),
         "one image": (json.dumps({"instances": batch[:1]}).encode(), 1),
     }
+    for number, records in enumerate(_picture_batches(pictures, batch_size), start=1):
+        body = json.dumps({"dataframe_records": records}).encode()
+        valid[f"pictures batch {number}"] = (body, len(records))
     invalid = {
         "invalid JSON": b"{",
         "wrong shape": json.dumps({"inputs": [[1, 2, 3]]}).encode(),
@@ -260,16 +280,16 @@ def _exercise(server: ScoringProcess, token: str, requests: tuple, repeats: int)
 def infra_validate(
     staged: dict[str, Any],
     test_images: np.ndarray,
-    photos: dict[str, Callable[[], Any]],
+    pictures: pd.DataFrame,
     production: Workspace,
-    deployment: dict[str, Any],
+    deployment: DeploymentParameters,
 ) -> dict[str, Any]:
     """Serve ``models:/<name>@staging`` in a real scoring server and put it through requests.
 
-    Valid requests (an array batch, base64 photos) must answer 200 with one prediction per
-    input, invalid ones 4xx. The version is rejected only for what the server did (did not
-    start, broke a connection, answered wrongly); any other failure (a bad parameter, a bug)
-    fails the run and leaves the version selectable.
+    Valid requests (an array batch, the real-picture set in batches) must answer 200 with one
+    prediction per input, invalid ones 4xx. The version is rejected only for what the server did
+    (did not start, broke a connection, answered wrongly); any other failure (a bad parameter, a
+    bug) fails the run and leaves the version selectable.
 
     The server's environment is the production workspace's alone
     (:meth:`~mnist_mlops.workspaces.Workspace.subprocess_env`): none of this process's
@@ -278,14 +298,14 @@ def infra_validate(
     if staged["action"] != "deploy":
         return {}
     token = secrets.token_urlsafe(16)
-    requests = _infra_requests(test_images, photos)
-    repeats = deployment["infra_requests"]
+    requests = _infra_requests(test_images, pictures, deployment.picture_batch_size)
+    repeats = deployment.infra_requests
     server = ScoringProcess.for_model(
         f"models:/{staged['name']}@staging",
         env={**production.subprocess_env(), "MNIST_SERVING_TOKEN": token},
         inherit_env=False,
         token=token,
-        ready_timeout_s=deployment["server_ready_timeout_s"],
+        ready_timeout_s=deployment.server_ready_timeout_s,
     )
     try:
         with server:
@@ -331,5 +351,6 @@ def promote(
         "previous_production": str(current.version) if current else None,
         "test_accuracy": staged["test_accuracy"],
         "photo_accuracy": staged["photo_accuracy"],
+        "photo_accuracy_by_category": staged["photo_accuracy_by_category"],
         **infra_report,
     }

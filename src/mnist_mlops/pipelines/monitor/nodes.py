@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -10,41 +12,45 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy.stats import ks_2samp
 
+from mnist_mlops.pipelines.monitor.parameters import MonitoringParameters
 from mnist_mlops.serving.preprocessing import input_statistics
 
 logger = logging.getLogger(__name__)
 
 ROW_COLUMNS = ["digit", "confidence", "label", "mean_intensity", "ink_fraction"]
+REQUEST_KEYS = {"time", "status", "rows", "model_version"}
 
 
-def recent_rows(request_log: pd.DataFrame, monitoring: dict[str, Any]) -> pd.DataFrame:
+def recent_rows(
+    request_log: Iterable[dict[str, Any]], monitoring: MonitoringParameters
+) -> pd.DataFrame:
     """One row per image the server scored, the ``window_images`` most recent (0 = all).
+
+    The log is read one request at a time: only the window is ever held in memory.
 
     Raises:
         ValueError: when the log holds no scored image, or is not a request log.
     """
-    missing = {"time", "status", "rows", "model_version"} - set(request_log.columns)
-    if missing:
-        raise ValueError(f"not a request log of the scoring server: no {sorted(missing)}")
-    scored = request_log[request_log["status"] == 200]
-    rows = [
-        {"time": str(request.time), "model_version": str(request.model_version), **row}
-        for request in scored.itertuples()
-        for row in request.rows
-    ]
-    if not rows:
+    recent: deque[dict[str, Any]] = deque(maxlen=monitoring.window_images or None)
+    for request in request_log:
+        missing = REQUEST_KEYS - request.keys()
+        if missing:
+            raise ValueError(f"not a request log of the scoring server: no {sorted(missing)}")
+        if request["status"] != 200:
+            continue
+        context = {"time": str(request["time"]), "model_version": str(request["model_version"])}
+        recent.extend({**context, **row} for row in request["rows"])
+    if not recent:
         raise ValueError("the request log holds no scored image: nothing to monitor yet")
-    frame = pd.DataFrame(rows, columns=["time", "model_version", *ROW_COLUMNS])
-    window = monitoring["window_images"]
-    return frame.tail(window).reset_index(drop=True) if window else frame
+    return pd.DataFrame(list(recent), columns=["time", "model_version", *ROW_COLUMNS])
 
 
 def describe_training_images(
-    train_images: np.ndarray, train_labels: np.ndarray, monitoring: dict[str, Any]
+    train_images: np.ndarray, train_labels: np.ndarray, monitoring: MonitoringParameters
 ) -> pd.DataFrame:
     """Input statistics of a seeded sample of the training images, with their labels."""
-    rng = np.random.default_rng(monitoring["seed"])
-    size = min(monitoring["reference_images"], len(train_images))
+    rng = np.random.default_rng(monitoring.seed)
+    size = min(monitoring.reference_images, len(train_images))
     sample = rng.choice(len(train_images), size=size, replace=False)
     reference = pd.DataFrame(input_statistics(train_images[sample].astype(np.float32)))
     reference["label"] = train_labels[sample]
@@ -57,7 +63,7 @@ def _class_mix(digits: pd.Series) -> np.ndarray:
 
 
 def assess_drift(
-    recent: pd.DataFrame, reference: pd.DataFrame, monitoring: dict[str, Any]
+    recent: pd.DataFrame, reference: pd.DataFrame, monitoring: MonitoringParameters
 ) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
     """Compare recent inputs and predictions with the training data; decide on retraining.
 
@@ -69,7 +75,7 @@ def assess_drift(
     Returns:
         The metrics (for MLflow) and the report, whose ``retrain`` says whether to retrain.
     """
-    thresholds = monitoring["thresholds"]
+    thresholds = monitoring.thresholds
     labelled = recent.dropna(subset=["label"])
     metrics = {
         "images": float(len(recent)),
@@ -83,16 +89,14 @@ def assess_drift(
     if len(labelled):
         metrics["feedback_accuracy"] = (labelled["digit"] == labelled["label"]).mean()
     checks = [
-        ("intensity_drift", metrics["intensity_drift"] > thresholds["max_intensity_drift"]),
-        ("ink_drift", metrics["ink_drift"] > thresholds["max_ink_drift"]),
-        ("class_mix_drift", metrics["class_mix_drift"] > thresholds["max_class_mix_drift"]),
-        ("mean_confidence", metrics["mean_confidence"] < thresholds["min_mean_confidence"]),
+        ("intensity_drift", metrics["intensity_drift"] > thresholds.max_intensity_drift),
+        ("ink_drift", metrics["ink_drift"] > thresholds.max_ink_drift),
+        ("class_mix_drift", metrics["class_mix_drift"] > thresholds.max_class_mix_drift),
+        ("mean_confidence", metrics["mean_confidence"] < thresholds.min_mean_confidence),
     ]
-    if len(labelled) >= thresholds["min_labelled_images"]:
-        checks.append(
-            ("feedback_accuracy", metrics["feedback_accuracy"] < thresholds["min_accuracy"])
-        )
-    enough = len(recent) >= monitoring["min_images"]
+    if len(labelled) >= thresholds.min_labelled_images:
+        checks.append(("feedback_accuracy", metrics["feedback_accuracy"] < thresholds.min_accuracy))
+    enough = len(recent) >= monitoring.min_images
     alarms = [name for name, crossed in checks if crossed] if enough else []
     report = {
         "retrain": bool(alarms),
@@ -101,13 +105,13 @@ def assess_drift(
         "model_versions": sorted(recent["model_version"].unique().tolist()),
         "window": {"first": recent["time"].iloc[0], "last": recent["time"].iloc[-1]},
         "metrics": {name: round(float(value), 6) for name, value in metrics.items()},
-        "thresholds": thresholds,
+        "thresholds": thresholds.model_dump(),
     }
     if not enough:
         logger.warning(
             "Only %d recent images (monitoring.min_images=%d): no alarm raised",
             len(recent),
-            monitoring["min_images"],
+            monitoring.min_images,
         )
     elif alarms:
         logger.warning("Monitoring alarm on %s: retraining is due", ", ".join(alarms))

@@ -13,12 +13,13 @@ import mlflow
 import numpy as np
 
 from mnist_mlops.datasets import ArrayBundle
-from mnist_mlops.pipelines.registration.registry import (
+from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
+from mnist_mlops.registry import (
+    AWAIT_CREATION_S,
     LINEAGE_TAG,
     TEST_ACCURACY_TAG,
     ensure_registered_model,
     version_with_alias,
-    wait_until_ready,
 )
 from mnist_mlops.serving.pyfunc import log_servable_model
 from mnist_mlops.workspaces import Workspace
@@ -47,7 +48,7 @@ def evaluate_candidate(
     candidate: dict[str, Any],
     model_input: ArrayBundle,
     production: Workspace,
-    registration: dict[str, Any],
+    registration: RegistrationParameters,
 ) -> dict[str, Any]:
     """Evaluate the logged candidate on the MNIST test set and apply the registration gate.
 
@@ -66,7 +67,7 @@ def evaluate_candidate(
         f"test_accuracy_digit_{digit}": float((predicted[labels == digit] == digit).mean())
         for digit in range(10)
     }
-    incumbent = version_with_alias(production, registration["model_name"], "production")
+    incumbent = version_with_alias(production, registration.model_name, "production")
     incumbent_accuracy = (
         float(incumbent.tags[TEST_ACCURACY_TAG])
         if incumbent is not None and TEST_ACCURACY_TAG in incumbent.tags
@@ -74,7 +75,7 @@ def evaluate_candidate(
     )
     mlflow.log_metrics({"candidate_test_accuracy": accuracy, **per_class})
     failures = []
-    minimum = registration["min_test_accuracy"]
+    minimum = registration.min_test_accuracy
     if accuracy < minimum:
         failures.append(
             f"test accuracy {accuracy:.4f} is below registration.min_test_accuracy {minimum:.4f} "
@@ -82,11 +83,11 @@ def evaluate_candidate(
         )
     if incumbent_accuracy is not None:
         regression = incumbent_accuracy - accuracy
-        if regression > registration["max_regression"]:
+        if regression > registration.max_regression:
             failures.append(
                 f"test accuracy {accuracy:.4f} is {regression:.4f} below production version "
                 f"{incumbent.version} ({incumbent_accuracy:.4f}), more than "
-                f"registration.max_regression {registration['max_regression']}"
+                f"registration.max_regression {registration.max_regression}"
             )
     if failures:
         raise GateError("Candidate rejected, nothing registered: " + "; ".join(failures))
@@ -111,10 +112,10 @@ def register_in_sandbox(
     evaluation: dict[str, Any],
     data_report: dict[str, Any],
     sandbox: Workspace,
-    registration: dict[str, Any],
+    registration: RegistrationParameters,
 ) -> dict[str, Any]:
     """Register the gated candidate in the sandbox registry, tagged with its provenance."""
-    name = registration["model_name"]
+    name = registration.model_name
     tags = {
         "mnist.strategy": candidate["strategy"],
         "mnist.source_run": candidate["run_id"],
@@ -131,8 +132,8 @@ def register_in_sandbox(
             run_id=candidate["run_id"],
             tags=tags,
             model_id=candidate["model_id"],
+            await_creation_for=AWAIT_CREATION_S,
         )
-        wait_until_ready(client, name, version.version)
     logger.info("Registered %s version %s in the sandbox registry", name, version.version)
     return {"name": name, "version": version.version, "run_id": candidate["run_id"], "tags": tags}
 
@@ -141,7 +142,7 @@ def push_to_production(
     sandbox_version: dict[str, Any],
     sandbox: Workspace,
     production: Workspace,
-    registration: dict[str, Any],
+    registration: RegistrationParameters,
 ) -> dict[str, Any]:
     """Copy a sandbox model version into the production workspace's registry.
 
@@ -182,13 +183,16 @@ def push_to_production(
 
 
 def _register_copy(
-    production: Workspace, local_dir: str, tags: dict[str, str], registration: dict[str, Any]
+    production: Workspace,
+    local_dir: str,
+    tags: dict[str, str],
+    registration: RegistrationParameters,
 ) -> Any:
     """Upload the model into a new production run, then register it; a failed upload marks the
     run FAILED and registers nothing."""
     name = tags["mnist.source_model"]
     with production.session() as client:
-        experiment_id = _experiment_id(client, production, registration["production_experiment"])
+        experiment_id = _experiment_id(client, production, registration.production_experiment)
         run = client.create_run(
             experiment_id, run_name=f"push {name} v{tags['mnist.source_version']}", tags=tags
         )
@@ -202,9 +206,12 @@ def _register_copy(
                 exc, "could not store the model in its artifact store; nothing was registered"
             ) from production.scrubbed(exc)
         pushed = client.create_model_version(
-            name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id, tags=tags
+            name,
+            source=f"{run.info.artifact_uri}/model",
+            run_id=run.info.run_id,
+            tags=tags,
+            await_creation_for=AWAIT_CREATION_S,
         )
-        wait_until_ready(client, name, pushed.version)
         client.set_terminated(run.info.run_id, "FINISHED")
     return pushed
 

@@ -4,57 +4,103 @@ from __future__ import annotations
 
 from typing import Any
 
+ARCHITECTURES = ("lean_cnn", "original_cnn")
+
 
 def build_model(architecture: str, hyperparameters: dict[str, Any], total_steps: int):
     """Build and compile a tf_keras CNN that takes raw 0-255 pixels (N, 28, 28).
 
     The rescaling to 0-1 is the model's first layer, so whoever calls the model (a Spark worker,
-    the scoring server, a client) sends the pixels as they are.
+    the scoring server, a client) sends the pixels as they are. It is trained on one-hot labels
+    (see :func:`one_hot`) so that the loss can smooth them.
 
     Args:
         architecture: ``lean_cnn`` (conv32-pool-conv64-pool-dense128, the default) or
             ``original_cnn`` (the original notebooks' three unpooled conv32 layers).
-        hyperparameters: ``learning_rate`` (peak of a cosine decay) and ``dropout``.
+        hyperparameters: ``dropout``, ``label_smoothing``, ``ema_momentum`` and the schedule's
+            ``learning_rate`` and ``warmup_fraction``.
         total_steps: optimizer steps of the whole run, for the learning-rate schedule.
     """
     import tensorflow as tf
 
-    layers = tf.keras.layers
     if architecture not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture {architecture!r}; choose from {ARCHITECTURES}")
-    body = [
-        tf.keras.Input(shape=(28, 28), name="image"),
-        layers.Reshape((28, 28, 1)),
-        layers.Rescaling(1.0 / 255),
-    ]
-    if architecture == "lean_cnn":
-        body += [
-            layers.Conv2D(32, 3, activation="relu"),
-            layers.MaxPooling2D(),
-            layers.Conv2D(64, 3, activation="relu"),
-            layers.MaxPooling2D(),
-            layers.Flatten(),
-            layers.Dense(128, activation="relu"),
-            layers.Dropout(hyperparameters["dropout"]),
+    layers = tf.keras.layers
+    body = _lean_body(hyperparameters) if architecture == "lean_cnn" else _original_body()
+    model = tf.keras.Sequential(
+        [
+            tf.keras.Input(shape=(28, 28), name="image"),
+            layers.Reshape((28, 28, 1)),
+            layers.Rescaling(1.0 / 255),
+            *body,
+            layers.Dense(10, activation="softmax", name="probs"),
         ]
-    else:
-        body += [
-            layers.Conv2D(32, 3, activation="relu"),
-            layers.Conv2D(32, 3, activation="relu"),
-            layers.Conv2D(32, 3, activation="relu"),
-            layers.MaxPooling2D(),
-            layers.Flatten(),
-        ]
-    model = tf.keras.Sequential([*body, layers.Dense(10, activation="softmax", name="probs")])
-    schedule = tf.keras.optimizers.schedules.CosineDecay(
-        hyperparameters["learning_rate"], decay_steps=max(total_steps, 1)
     )
+    # The weights' moving average replaces them when fit ends. It averages over about
+    # 1 / (1 - momentum) steps: capped to the last tenth of the run, so that a short run
+    # (a test, a quick try) is not left near its initial weights; 0 turns it off.
+    ema = min(hyperparameters["ema_momentum"], max(0.0, 1 - 10 / max(total_steps, 1)))
     model.compile(
-        optimizer=tf.keras.optimizers.Adam(schedule),
-        loss="sparse_categorical_crossentropy",
+        optimizer=tf.keras.optimizers.Adam(
+            _schedule(hyperparameters, total_steps), use_ema=ema > 0, ema_momentum=ema or 0.99
+        ),
+        loss=tf.keras.losses.CategoricalCrossentropy(
+            label_smoothing=hyperparameters["label_smoothing"]
+        ),
         metrics=["accuracy"],
     )
     return model
 
 
-ARCHITECTURES = ("lean_cnn", "original_cnn")
+def one_hot(labels):
+    """Digit labels (N,) as the one-hot rows (N, 10) the model's loss takes."""
+    import tensorflow as tf
+
+    return tf.one_hot(labels, 10)
+
+
+def _lean_body(hyperparameters: dict[str, Any]) -> list:
+    """conv32-pool-conv64-pool-dense128: ~4x cheaper per image than the original, and better."""
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    return [
+        layers.Conv2D(32, 3, activation="relu"),
+        layers.MaxPooling2D(),
+        layers.Conv2D(64, 3, activation="relu"),
+        layers.MaxPooling2D(),
+        layers.Flatten(),
+        layers.Dense(128, activation="relu"),
+        layers.Dropout(hyperparameters["dropout"]),
+    ]
+
+
+def _original_body() -> list:
+    """The original notebooks' network: three unpooled conv32 layers."""
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    return [
+        layers.Conv2D(32, 3, activation="relu"),
+        layers.Conv2D(32, 3, activation="relu"),
+        layers.Conv2D(32, 3, activation="relu"),
+        layers.MaxPooling2D(),
+        layers.Flatten(),
+    ]
+
+
+def _schedule(hyperparameters: dict[str, Any], total_steps: int):
+    """Linear warm-up to ``learning_rate`` over ``warmup_fraction`` of the run, then cosine to 0.
+
+    The warm-up lets a large global batch start at a high rate without diverging.
+    """
+    import tensorflow as tf
+
+    peak = hyperparameters["learning_rate"]
+    total_steps = max(total_steps, 1)
+    warmup = int(hyperparameters["warmup_fraction"] * total_steps)
+    if not warmup:
+        return tf.keras.optimizers.schedules.CosineDecay(peak, decay_steps=total_steps)
+    return tf.keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=total_steps - warmup, warmup_target=peak, warmup_steps=warmup
+    )

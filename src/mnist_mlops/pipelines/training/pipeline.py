@@ -11,7 +11,7 @@ from mnist_mlops.pipelines.training.nodes import (
     train_local,
     train_single_node,
 )
-from mnist_mlops.pipelines.training.result import STRATEGIES
+from mnist_mlops.strategies import STRATEGIES
 
 _TRAINERS = {
     "single_node": train_single_node,
@@ -29,8 +29,9 @@ def create_pipeline(**kwargs) -> Pipeline:
             inputs=["model_input", "params:training"],
             outputs=f"{strategy}_result",
             name=f"train_{strategy}",
-            # Nodes tagged "spark" need a SparkSession: hooks.SparkHooks starts one for them.
-            tags=["spark"] if strategy != "single_node" else [],
+            # Nodes tagged "spark" need a SparkSession: hooks.SparkHooks starts one when the
+            # strategy a node is tagged with is selected.
+            tags=[strategy, "spark"] if strategy != "single_node" else [strategy],
         )
         for strategy in STRATEGIES
     ]

@@ -1,0 +1,23 @@
+"""The ``deployment`` parameters (``conf/base/parameters_deployment.yml``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from mnist_mlops.parameters import Section
+
+
+class DeploymentParameters(Section):
+    """Which version is deployed, and the checks it passes on the way."""
+
+    section = "deployment"
+
+    model_name: str = Field(min_length=1)
+    enabled: bool
+    version: int | None = Field(ge=1)  # None: the newest pushed version not yet deployed
+    rollback: bool
+    min_test_accuracy: float = Field(ge=0, le=1)
+    min_photo_accuracy: float = Field(ge=0, le=1)  # on the whole real-picture set
+    picture_batch_size: int = Field(ge=1)  # pictures per infra-validation request
+    server_ready_timeout_s: float = Field(gt=0)
+    infra_requests: int = Field(ge=1)

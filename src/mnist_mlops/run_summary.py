@@ -1,0 +1,244 @@
+"""The end-of-run summary: what a run produced, in Markdown that reads as plain text.
+
+Built from the outputs the run's nodes returned (names of ``conf/base/catalog.yml``), only the
+parts the run had: the strategy table and the champion, the gate's decision, the versions
+registered, pushed and promoted, where the reports are and what to type next. Monitoring and
+batch scoring get one paragraph each. Lines stay within 100 columns.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class BatchScores:
+    """What a batch scoring run produced, aggregated where the predictions are (Spark)."""
+
+    images: int
+    versions: list[str]
+    mean_confidence: float
+    unsure: int  # predictions with confidence below 0.5
+    digits: dict[int, int]  # predictions per digit
+
+
+# Outputs a summary reads, as their nodes returned them.
+SUMMARISED = (
+    "strategy_comparison",
+    "champion",
+    "gate_evaluation",
+    "sandbox_model_version",
+    "production_model_version",
+    "deployment_report",
+    "monitoring_report",
+)
+REGISTERED = ("gate_evaluation", "sandbox_model_version", "production_model_version")
+# Files worth opening after the run, by the catalog entry that writes them.
+REPORTS = {
+    "strategy_comparison_chart": "strategy comparison chart",
+    "strategy_comparison": "strategy comparison table",
+    "gate_evaluation": "registration gate evaluation",
+    "deployment_report": "deployment report",
+    "monitoring_chart": "monitoring chart",
+    "monitoring_report": "monitoring report",
+    "batch_predictions": "batch predictions",
+}
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+
+def strategy_section(comparison: pd.DataFrame, champion: dict[str, Any] | None) -> list[str]:
+    """The strategy table (accuracy, throughput, wall time) and the champion with the reason."""
+    lines = [
+        "## Training",
+        "",
+        "| strategy | workers | test accuracy | images/s | vs single_node | wall time |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in comparison.itertuples(index=False):
+        speedup = row.speedup_vs_single_node
+        lines.append(
+            f"| {row.strategy}/{row.architecture} | {row.workers} | "
+            f"{_percent(row.test_accuracy)} | {row.images_per_s:,.0f} | "
+            f"{'' if pd.isna(speedup) else f'{speedup:.2f}x'} | {duration(row.wall_time_s)} |"
+        )
+    if champion is not None:
+        label = f"{champion['strategy']}/{champion['architecture']}"
+        validation = champion["metrics"]["validation_accuracy"]
+        lines += [
+            "",
+            f"Champion: {label}, the best validation accuracy ({_percent(validation)}; "
+            "the fastest wins a tie).",
+        ]
+    return [*lines, ""]
+
+
+def registration_section(
+    gate: dict[str, Any] | None,
+    sandbox: dict[str, Any] | None,
+    production: dict[str, Any] | None,
+    registration: dict[str, Any],
+) -> list[str]:
+    """The gate's decision, then the versions registered in the sandbox and pushed."""
+    lines = ["## Registration", ""]
+    if gate is not None:
+        decision = (
+            f"Gate passed: test accuracy {_percent(gate['test_accuracy'])}, at least "
+            f"{_percent(registration['min_test_accuracy'])} (registration.min_test_accuracy)"
+        )
+        if gate.get("production_test_accuracy") is not None:
+            decision += (
+                f", and within {registration['max_regression']} of production version "
+                f"{gate['production_version']} ({_percent(gate['production_test_accuracy'])})"
+            )
+        lines.append(decision + ".")
+    if sandbox is not None:
+        lines.append(f"Registered {sandbox['name']} version {sandbox['version']} in the sandbox.")
+    if production is not None:
+        lines.append(
+            f"Pushed to the production registry as {production['name']} version "
+            f"{production['version']} (lineage {production['lineage']})."
+        )
+    return [*lines, ""]
+
+
+def deployment_section(report: dict[str, Any]) -> list[str]:
+    """What deploy did: promoted a version, rolled back, or stood aside."""
+    name, action = report["name"], report["action"]
+    if action == "skip":
+        text = "Nothing deployed: deployment.enabled is false in this environment."
+    elif action == "rollback":
+        text = f"Rolled back: {name} version {report['version']} is production again."
+    else:
+        previous = report.get("previous_production")
+        text = (
+            f"{name} version {report['production']} is production"
+            + (f" (previous-production: version {previous})" if previous else "")
+            + f": test accuracy {_percent(report['test_accuracy'])}, photos "
+            f"{_percent(report['photo_accuracy'])}, infra-validated in a scoring server "
+            f"(p50 {report['latency_p50_ms']} ms over {report['requests']} requests)."
+        )
+    return ["## Deployment", "", text, ""]
+
+
+def monitoring_paragraph(report: dict[str, Any]) -> list[str]:
+    """One paragraph: the verdict, the evidence and the numbers behind it."""
+    metrics = report["metrics"]
+    if not report["enough_evidence"]:
+        verdict = "Too few recent images to judge (monitoring.min_images): no alarm raised."
+    elif report["retrain"]:
+        verdict = f"Retraining is due: {', '.join(report['alarms'])} crossed its threshold."
+    else:
+        verdict = "No drift: the served model holds."
+    feedback = metrics.get("feedback_accuracy")
+    return [
+        "## Monitoring",
+        "",
+        f"{verdict} {int(metrics['images'])} recent images of version(s) "
+        f"{', '.join(map(str, report['model_versions']))}: intensity drift "
+        f"{metrics['intensity_drift']:.3f}, ink drift {metrics['ink_drift']:.3f}, class mix "
+        f"drift {metrics['class_mix_drift']:.3f}, mean confidence "
+        f"{metrics['mean_confidence']:.3f}"
+        + (f", feedback accuracy {_percent(feedback)}" if feedback is not None else "")
+        + ".",
+        "",
+    ]
+
+
+def batch_paragraph(scored: BatchScores) -> list[str]:
+    """One paragraph: how many images, with which version, how confident, which digits."""
+    total = max(scored.images, 1)
+    mix = ", ".join(
+        f"{digit}: {count / total:.0%}" for digit, count in sorted(scored.digits.items())
+    )
+    return [
+        "## Batch scoring",
+        "",
+        f"Scored {scored.images:,} images with version {', '.join(scored.versions)}: mean "
+        f"confidence {scored.mean_confidence:.3f}, {scored.unsure:,} below 0.5. Digits: {mix}.",
+        "",
+    ]
+
+
+def next_steps(outputs: dict[str, Any], error: BaseException | None = None) -> list[str]:
+    """The commands that follow from what the run did."""
+    lines = ["## Next", ""]
+    if error is not None:
+        return [*lines, "- see what ran: `kedro mlflow ui`"]
+    report = outputs.get("deployment_report")
+    if report and report["action"] in ("deploy", "rollback"):
+        lines.append("- serve it: `kedro serve --env gcp`")
+    elif "production_model_version" in outputs:
+        lines.append("- deploy it: `kedro run --pipeline deploy --env gcp`")
+    lines.append("- compare the runs: `kedro mlflow ui` (`--env gcp`: the production store)")
+    monitoring = outputs.get("monitoring_report")
+    if monitoring and monitoring["retrain"]:
+        lines.append("- retrain: `kedro run --env azure`, then deploy")
+    if report and report["action"] == "deploy":
+        lines.append(
+            "- roll back: `kedro run --pipeline deploy --env gcp --params deployment.rollback=true`"
+        )
+    return lines
+
+
+def render(
+    title: str,
+    outputs: dict[str, Any],
+    registration: dict[str, Any],
+    reports: dict[str, str],
+    batch: BatchScores | None = None,
+    error: BaseException | None = None,
+) -> str:
+    """The whole summary of one run, only the sections it has (empty when it has none).
+
+    Args:
+        title: what ran (pipeline, environment, time).
+        outputs: the node outputs named in ``SUMMARISED`` that the run produced.
+        registration: ``params:registration``, for the gate's thresholds.
+        reports: files the run wrote, by description.
+        batch: what batch scoring produced, when it ran.
+        error: what stopped the run (a rejected candidate, a failed check), if anything did.
+    """
+    body: list[str] = []
+    if "strategy_comparison" in outputs:
+        body += strategy_section(outputs["strategy_comparison"], outputs.get("champion"))
+    registered = [outputs.get(name) for name in REGISTERED]
+    if any(registered):
+        body += registration_section(*registered, registration)
+    if "deployment_report" in outputs:
+        body += deployment_section(outputs["deployment_report"])
+    if "monitoring_report" in outputs:
+        body += monitoring_paragraph(outputs["monitoring_report"])
+    if batch is not None:
+        body += batch_paragraph(batch)
+    if error is not None:
+        body += ["## Stopped", "", f"{type(error).__name__}: {error}".splitlines()[0], ""]
+    if not body:
+        return ""
+    lines = [f"# {title}", "", *body]
+    if reports:
+        lines += ["## Reports", ""]
+        lines += [f"- {what}: `{path}`" for what, path in reports.items()]
+        lines.append("")
+    return "\n".join(_wrap(line) for line in lines + next_steps(outputs, error)) + "\n"
+
+
+def _wrap(line: str, width: int = 100) -> str:
+    """Prose and list items wrapped to ``width`` columns; tables and headings as they are."""
+    if line.startswith(("|", "#")) or len(line) <= width:
+        return line
+    indent = "  " if line.startswith("- ") else ""
+    return textwrap.fill(
+        line, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
+    )

@@ -1,0 +1,85 @@
+"""Finding the digit in real pictures, without a model: where it is, which ink, what it costs."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnist_mlops.serving.preprocessing import InvalidInput, digit_candidates
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def upscaled(digit: np.ndarray, side: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC))
+
+
+def best_match(candidates: np.ndarray, digit: np.ndarray) -> float:
+    """The highest correlation of a candidate with the MNIST digit itself (a found digit, off
+    by a pixel of centring, scores 0.7-0.95; a frame, a canvas or inverted ink near 0 or less)."""
+    return max(float(np.corrcoef(c.ravel(), digit.ravel())[0, 1]) for c in candidates)
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_raw):
+    return mnist_raw["test_images"][:20]
+
+
+def test_a_light_digit_on_a_dark_canvas_inside_a_white_page(digits):
+    """The issue's first misreading: the margin must not become the digit, nor invert it."""
+    for digit in digits:
+        page = np.full((320, 300), 255, np.uint8)
+        page[40:240, 60:260] = np.maximum(upscaled(digit, 200), 20)
+        assert best_match(digit_candidates(encode(Image.fromarray(page))), digit) > 0.6
+
+
+def test_a_digit_between_ruled_lines_and_in_a_frame(digits):
+    for digit in digits:
+        paper = np.full((300, 300), 245, np.uint8)
+        paper[::30] = 170  # ruled lines across the digit
+        paper[:, [5, 6, 293, 294]] = 0  # a frame's sides
+        paper[[5, 6, 293, 294]] = 0
+        paper[50:250, 50:250] = np.minimum(paper[50:250, 50:250], 255 - upscaled(digit, 200))
+        picture = encode(Image.fromarray(paper), "JPEG", quality=85)
+        assert best_match(digit_candidates(picture), digit) > 0.6
+
+
+def test_exif_rotation_and_transparency_are_honoured(digits):
+    digit = digits[0]
+    upright = Image.fromarray(255 - upscaled(digit, 200)).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned a quarter left: viewers turn it back right
+    turned = encode(upright.transpose(Image.Transpose.ROTATE_90), "JPEG", exif=exif)
+    assert best_match(digit_candidates(turned), digit) > 0.6
+    strokes = np.zeros((200, 200, 4), np.uint8)
+    strokes[..., 3] = upscaled(digit, 200)  # black ink whose background is transparent
+    assert best_match(digit_candidates(encode(Image.fromarray(strokes, "RGBA"))), digit) > 0.6
+
+
+def test_thin_strokes_are_thickened_toward_mnist():
+    canvas = Image.new("L", (400, 400), 255)
+    from PIL import ImageDraw
+
+    ImageDraw.Draw(canvas).line([(150, 60), (250, 60), (190, 340)], fill=0, width=1)  # a 7
+    candidate = digit_candidates(encode(canvas))[0]
+    rows_with_ink = (candidate > 127).sum(axis=1)
+    assert np.median(rows_with_ink[rows_with_ink > 0]) >= 2  # MNIST strokes are 2-3 pixels
+
+
+@pytest.mark.parametrize(
+    ("picture", "message"),
+    [
+        (encode(Image.new("RGB", (300, 300), (200, 200, 200))), "no digit found"),
+        (encode(Image.new("L", (5000, 4000), 0), "JPEG"), "too large"),
+        (b"not an image", "not a PNG or JPEG"),
+        ("bm9wZQ=", "not valid base64"),
+    ],
+)
+def test_unreadable_pictures_say_why(picture, message):
+    with pytest.raises(InvalidInput, match=message):
+        digit_candidates(picture)

@@ -1,0 +1,146 @@
+"""The end-of-run summary: only the parts a run had, within 100 columns.
+
+The whole hook (printed, written, logged to MLflow) runs in ``tests/test_run.py``.
+"""
+
+import pandas as pd
+
+from mnist_mlops.run_summary import BatchScores, render
+
+REGISTRATION = {"min_test_accuracy": 0.99, "max_regression": 0.002}
+REPORTS = {"strategy comparison chart": "data/08_reporting/strategy_comparison.png"}
+
+
+def _comparison() -> pd.DataFrame:
+    rows = [
+        ("single_node", "lean_cnn", 1, 0.9937, 4026.0, 1.0, 84.2),
+        ("custom", "original_cnn", 2, 0.9938, 1031.5, 0.256, 391.0),
+    ]
+    columns = ["strategy", "architecture", "workers", "test_accuracy", "images_per_s"]
+    columns += ["speedup_vs_single_node", "wall_time_s"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _whole_flow() -> dict:
+    return {
+        "strategy_comparison": _comparison(),
+        "champion": {
+            "strategy": "custom",
+            "architecture": "original_cnn",
+            "metrics": {"validation_accuracy": 0.9934},
+        },
+        "gate_evaluation": {
+            "test_accuracy": 0.9938,
+            "production_version": "3",
+            "production_test_accuracy": 0.9921,
+        },
+        "sandbox_model_version": {"name": "mnist-cnn", "version": "7"},
+        "production_model_version": {
+            "name": "mnist-cnn",
+            "version": "4",
+            "lineage": "sqlite:///mlruns/sandbox.db#mnist-cnn/7",
+        },
+        "deployment_report": {
+            "name": "mnist-cnn",
+            "action": "deploy",
+            "production": "4",
+            "previous_production": "3",
+            "test_accuracy": 0.9938,
+            "photo_accuracy": 1.0,
+            "latency_p50_ms": 2.1,
+            "requests": 15,
+        },
+    }
+
+
+def _words(text: str) -> str:
+    """The text with each run of whitespace as one space: wrapping does not matter."""
+    return " ".join(text.split())
+
+
+def test_a_whole_run_reads_from_table_to_next_command():
+    text = render("Run summary: __default__", _whole_flow(), REGISTRATION, REPORTS)
+    assert max(map(len, text.splitlines())) <= 100
+    lines, text = text, _words(text)
+
+    assert "| single_node/lean_cnn | 1 | 99.37% | 4,026 | 1.00x | 1 min 24 s |" in text
+    assert "| custom/original_cnn | 2 | 99.38% | 1,032 | 0.26x | 6 min 31 s |" in text
+    assert "Champion: custom/original_cnn, the best validation accuracy (99.34%" in text
+    assert "at least 99.00% (registration.min_test_accuracy)" in text
+    assert "within 0.002 of production version 3 (99.21%)" in text
+    assert "Registered mnist-cnn version 7 in the sandbox" in text
+    assert "production registry as mnist-cnn version 4" in text
+    assert "mnist-cnn version 4 is production (previous-production: version 3)" in text
+    assert "`data/08_reporting/strategy_comparison.png`" in text
+    assert "`kedro serve --env gcp`" in text and "deployment.rollback=true" in text
+    assert "\n- roll back: `kedro run --pipeline deploy" in lines
+
+
+def test_only_the_parts_the_run_had():
+    outputs = _whole_flow()
+    sandbox_only = {k: outputs[k] for k in ("strategy_comparison", "champion")}
+    sandbox_only["production_model_version"] = outputs["production_model_version"]
+    text = render("Run summary: __default__ (env azure)", sandbox_only, REGISTRATION, {})
+
+    assert "## Training" in text and "## Registration" in text
+    assert "Gate" not in text and "## Deployment" not in text and "## Reports" not in text
+    assert "`kedro run --pipeline deploy --env gcp`" in text  # what follows a push
+    assert "kedro serve" not in text and "rollback" not in text
+
+
+def test_a_skipped_deploy_says_why():
+    report = {"name": "mnist-cnn", "action": "skip"}
+    text = render("Run summary: deploy", {"deployment_report": report}, REGISTRATION, {})
+
+    assert "Nothing deployed: deployment.enabled is false" in text
+
+
+def test_a_run_that_produced_nothing_to_summarise_has_no_summary():
+    assert render("Run summary: data_prep", {}, REGISTRATION, {}) == ""
+
+
+def test_monitoring_ends_with_its_verdict_in_one_paragraph():
+    report = {
+        "retrain": True,
+        "alarms": ["intensity_drift", "mean_confidence"],
+        "enough_evidence": True,
+        "model_versions": ["4"],
+        "metrics": {
+            "images": 600.0,
+            "intensity_drift": 1.0,
+            "ink_drift": 1.0,
+            "class_mix_drift": 0.43,
+            "mean_confidence": 0.65,
+            "feedback_accuracy": 0.408,
+        },
+    }
+    text = render("Run summary: monitor", {"monitoring_report": report}, REGISTRATION, {})
+    paragraph = _words(text.split("## Monitoring\n\n")[1].split("\n\n")[0])
+
+    assert paragraph.startswith("Retraining is due: intensity_drift, mean_confidence crossed")
+    assert "600 recent images of version(s) 4" in paragraph
+    assert "feedback accuracy 40.80%" in paragraph
+    assert "`kedro run --env azure`" in text
+    assert "## Training" not in text
+
+
+def test_batch_scoring_ends_with_its_result_in_one_paragraph():
+    scores = BatchScores(
+        images=10_000, versions=["4"], mean_confidence=0.987, unsure=12, digits={0: 980, 1: 1135}
+    )
+    text = render("Run summary: batch_predict", {}, REGISTRATION, {}, batch=scores)
+
+    assert (
+        "Scored 10,000 images with version 4: mean confidence 0.987, 12 below 0.5. "
+        "Digits: 0: 10%, 1: 11%." in _words(text)
+    )
+
+
+def test_a_rejected_candidate_still_shows_what_was_trained_and_why_it_stopped():
+    outputs = {k: _whole_flow()[k] for k in ("strategy_comparison", "champion")}
+    error = RuntimeError("Candidate rejected, nothing registered: test accuracy 0.9812 is below")
+    text = render("Run summary: __default__", outputs, REGISTRATION, {}, error=error)
+
+    assert "## Training" in text and "| custom/original_cnn | 2 |" in text
+    assert "## Stopped\n\nRuntimeError: Candidate rejected, nothing registered" in text
+    assert "kedro serve" not in text and "`kedro mlflow ui`" in text

@@ -117,7 +117,10 @@ def workspaces(action: str, purge: bool) -> None:
         local.down(purge=purge)
         click.echo("# workspaces stopped" + (", state deleted" if purge else ""), err=True)
         return
-    for workspace in local.load_workspaces().values():
+    found = local.load_workspaces()
+    if not found:
+        raise click.ClickException("no local workspaces here: run `kedro workspaces up` first")
+    for workspace in found.values():
         state = ", ".join(f"{k} {'up' if v else 'DOWN'}" for k, v in workspace.status().items())
         click.echo(f"# {workspace.name} at {workspace.uri}: {state}", err=True)
     for name, value in local.variables().items():

@@ -51,7 +51,10 @@ BASELINE = "baseline: plain fit"
 
 def plain_fit(bundle: ArrayBundle, hyperparameters: dict[str, Any]) -> dict[str, float]:
     """The baseline: tf_keras ``fit`` of the recipe in this process, nothing else."""
+    import tensorflow as tf
+
     started = time.time()
+    tf.keras.utils.set_random_seed(hyperparameters["seed"])  # as fit_model does
     arrays = bundle.load()
     batch, epochs = hyperparameters["batch_size"], hyperparameters["epochs"]
     steps = len(arrays["train_images"]) // batch

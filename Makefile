@@ -12,7 +12,7 @@ export UV_COMPILE_BYTECODE := 1
 export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run test lint format
+.PHONY: setup run test test-fast lint format
 setup: .venv/.synced
 
 $(UV):
@@ -36,6 +36,9 @@ test: lint  ## ruff, then the whole test suite
 	@scripts/ensure_chromium.sh
 	@scripts/ensure_workspace_services.sh
 	$(UV) run --frozen pytest $(ARGS)
+
+test-fast: lint  ## ruff, then the pure and in-memory tests (no server, Spark or training): < 2 min
+	$(UV) run --frozen pytest -m "not slow" --timeout 120 $(ARGS)
 
 format: setup
 	$(UV) run --frozen ruff format .

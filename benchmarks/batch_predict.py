@@ -10,12 +10,12 @@ first Spark run, which starts the Python workers, is reported apart as the cold 
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+import click
 import mlflow
 import yaml
 
@@ -38,11 +38,11 @@ def timed(function) -> float:
     return time.perf_counter() - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--master", default="local[*]")
-    args = parser.parse_args()
+@click.command()
+@click.option("--repeats", type=int, default=5, show_default=True)
+@click.option("--master", default="local[*]", show_default=True, help="Spark master URL.")
+def main(repeats: int, master: str) -> None:
+    """Score the MNIST test images with batch_predict on Spark and with the pyfunc alone."""
     images = IDXDataset(filepath=str(ROOT / "data/01_raw/mnist/t10k-images-idx3-ubyte.gz")).load()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,10 +57,10 @@ def main() -> None:
             pyfunc = mlflow.pyfunc.load_model(f"models:/{NAME}@production")
         pixels = images.astype("float32")
         pyfunc.predict(pixels[:64])  # warm-up
-        baseline = [timed(lambda: pyfunc.predict(pixels)) for _ in range(args.repeats)]
+        baseline = [timed(lambda: pyfunc.predict(pixels)) for _ in range(repeats)]
 
         settings = yaml.safe_load((ROOT / "conf/base/spark.yml").read_text())
-        settings.update({"spark.master": args.master, "spark.app.name": "batch-benchmark"})
+        settings.update({"spark.master": master, "spark.app.name": "batch-benchmark"})
         spark = start_spark(settings)
         spark.sparkContext.setLogLevel("ERROR")
         images_to_table(images).to_parquet(f"{tmp}/table.parquet")
@@ -72,14 +72,14 @@ def main() -> None:
             scored.write.mode("overwrite").parquet(f"{tmp}/predictions.parquet")
 
         cold = timed(spark_run)
-        warm = [timed(spark_run) for _ in range(args.repeats)]
+        warm = [timed(spark_run) for _ in range(repeats)]
         rows = spark.read.parquet(f"{tmp}/predictions.parquet").count()
         spark.stop()
     if rows != len(images):
         raise SystemExit(f"Spark wrote {rows} predictions for {len(images)} images")
 
     base = statistics.median(baseline)
-    print(f"{len(images)} images, median of {args.repeats}; Spark master {args.master}")
+    print(f"{len(images)} images, median of {repeats}; Spark master {master}")
     print(f"{'':34} {'seconds':>8} {'images/s':>9} {'ratio':>6}")
     for label, seconds in (
         ("pyfunc.predict, one process", base),

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import click
 import mlflow
+import yaml
 
 import mnist_mlops  # noqa: F401  (sets the TensorFlow environment first)
 from mnist_mlops.pipelines.training.model import build_model
@@ -43,7 +44,9 @@ def registry(root: Path) -> str:
     uri = f"sqlite:///{root}/mlflow.db"
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.create_experiment("attack", artifact_location=str(root / "artifacts"))
-    model = build_model("lean_cnn", {"learning_rate": 0.003, "dropout": 0.3}, total_steps=1)
+    with open(Path(__file__).resolve().parents[1] / "conf/base/parameters_training.yml") as f:
+        hyperparameters = yaml.safe_load(f)["training"]["hyperparameters"]
+    model = build_model("lean_cnn", hyperparameters, total_steps=1)
     with mlflow.start_run(experiment_id=experiment):
         log_servable_model(model, registered_model_name="mnist-cnn")
     mlflow.MlflowClient().set_registered_model_alias("mnist-cnn", "production", "1")

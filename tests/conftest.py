@@ -39,6 +39,26 @@ NO_RECIPE_EXTRAS = {
 RAW_MNIST = PROJECT_ROOT / "data" / "01_raw" / "mnist"
 
 
+# Fixtures that start real servers or Spark, or train a model: a test using one is slow.
+SLOW_FIXTURES = {
+    "spark",
+    "decent_model",
+    "tiny_model",
+    "registry_uri",
+    "servers",
+    "scoring_server",
+    "local_workspaces",
+    "cluster",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` what uses a slow fixture (others say so with ``@pytest.mark.slow``)."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_mlflow(tmp_path, monkeypatch):
     """No test writes to the user's MLflow stores."""
@@ -91,10 +111,7 @@ def quick_training() -> Callable[..., TrainingParameters]:
     def training(**changes: Any) -> TrainingParameters:
         with open(PROJECT_ROOT / "conf" / "base" / "parameters_training.yml") as f:
             values = yaml.safe_load(f)["training"]
-        # Ten steps: a moving average of the weights would still be mostly their initial values.
-        values["hyperparameters"].update(
-            epochs=1, batch_size=64, learning_rate=0.003, ema_momentum=0
-        )
+        values["hyperparameters"].update(epochs=1, batch_size=64, learning_rate=0.003)
         return TrainingParameters.model_validate({**values, **changes})
 
     return training

@@ -137,6 +137,7 @@ def _run(project_dir, runtime_params: dict, pipeline: str = "data_prep") -> None
         session.run(pipeline_names=[pipeline])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("runtime_params", "message"),
     [
@@ -153,6 +154,7 @@ def test_kedro_run_refuses_a_wrong_key_before_the_first_node(project_dir, runtim
     assert not (project_dir / "data" / "05_model_input").exists()
 
 
+@pytest.mark.slow
 def test_typed_parameters_are_logged_flattened(project_dir):
     _run(project_dir, {"data_prep": {"max_train_images": 300, "validation_images": 100}})
     mlflow.set_tracking_uri(f"sqlite:///{project_dir}/sandbox.db")

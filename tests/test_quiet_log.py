@@ -61,6 +61,7 @@ def scratch_project(tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_a_default_run_is_quiet_and_ends_on_its_summary(scratch_project):
     env = {**os.environ, "COLUMNS": "400"}  # one line per log record: no wrapped messages
     command = [str(Path(sys.executable).parent / "kedro"), "run", "--params"]

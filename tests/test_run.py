@@ -32,13 +32,7 @@ def test_kedro_run_trains_compares_and_tracks_every_strategy(project_dir, spark)
         "training": {
             "strategies": "single_node+local+distributed+custom",
             "architectures": "lean_cnn+original_cnn",  # custom trains both
-            # Ten steps: too few for the moving average of the weights.
-            "hyperparameters": {
-                "epochs": 1,
-                "batch_size": 64,
-                "learning_rate": 0.003,
-                "ema_momentum": 0,
-            },
+            "hyperparameters": {"epochs": 1, "batch_size": 64, "learning_rate": 0.003},
         },
         "registration": {"min_test_accuracy": 0.3},
         "deployment": {"min_test_accuracy": 0.3, "min_photo_accuracy": 0.0, "infra_requests": 1},
@@ -115,3 +109,7 @@ def test_kedro_run_trains_compares_and_tracks_every_strategy(project_dir, spark)
     assert set(predictions["model_version"]) == {"1"}
     assert predictions["probabilities"].map(len).eq(10).all()
     assert predictions["confidence"].between(0, 1).all()
+    # It ends on its own paragraph in the run summary (hooks.RunSummaryHooks).
+    summary = " ".join((project_dir / "data/08_reporting/run_summary.md").read_text().split())
+    assert summary.startswith("# Run summary: batch_predict (env gcp)")
+    assert "Scored 10,000 images with version 1: mean confidence" in summary

@@ -26,9 +26,12 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="needs Debian's chromium (scripts/ensure_chromium.sh)"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason="needs Debian's chromium (scripts/ensure_chromium.sh)"
+    ),
+]
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -77,11 +77,25 @@ def serve(
 @cli.command("spark-cluster")
 @click.argument("action", type=click.Choice(["up", "down", "status"]))
 @click.option("--workers", type=int, default=2, show_default=True)
-def spark_cluster(action: str, workers: int) -> None:
+@click.option("--port", type=int, default=7077, show_default=True, help="The master's port.")
+@click.option("--webui-port", type=int, default=8080, show_default=True)
+def spark_cluster(action: str, workers: int, port: int, webui_port: int) -> None:
     """Start, stop or show a local Spark standalone cluster (master and one-core workers)."""
-    from mnist_mlops.spark_cluster import main
+    from mnist_mlops.spark_cluster import Cluster
 
-    main([action, "--workers", str(workers)])
+    cluster = Cluster(port=port, webui_port=webui_port)
+    if action == "up":
+        state = cluster.up(workers=workers)
+        click.echo(f"Spark master {cluster.master_url} with {state['aliveworkers']} workers")
+        click.echo(f"  SPARK_MASTER={cluster.master_url} kedro run --env azure")
+    elif action == "down":
+        cluster.down()
+        click.echo("Spark cluster stopped")
+    else:
+        state = cluster.status()
+        click.echo(
+            "down" if state is None else f"{state['status']}: {state['aliveworkers']} workers"
+        )
 
 
 @cli.command("workspaces")
@@ -103,7 +117,10 @@ def workspaces(action: str, purge: bool) -> None:
         local.down(purge=purge)
         click.echo("# workspaces stopped" + (", state deleted" if purge else ""), err=True)
         return
-    for workspace in local.load_workspaces().values():
+    found = local.load_workspaces()
+    if not found:
+        raise click.ClickException("no local workspaces here: run `kedro workspaces up` first")
+    for workspace in found.values():
         state = ", ".join(f"{k} {'up' if v else 'DOWN'}" for k, v in workspace.status().items())
         click.echo(f"# {workspace.name} at {workspace.uri}: {state}", err=True)
     for name, value in local.variables().items():

@@ -19,8 +19,8 @@ from pydantic import BaseModel
 
 from mnist_mlops import run_summary
 from mnist_mlops.parameters import Section, check_sections
-from mnist_mlops.pipelines.training.result import STRATEGIES
 from mnist_mlops.quiet_log import tensorflow_environment
+from mnist_mlops.strategies import STRATEGIES
 
 logger = logging.getLogger(__name__)
 

@@ -3,15 +3,14 @@
 Started from pyspark's own ``bin/spark-class`` (pip's pyspark has no ``sbin`` scripts), so it
 needs nothing but this environment and Java:
 
-    python -m mnist_mlops.spark_cluster up      # or: kedro spark-cluster up
+    kedro spark-cluster up
     SPARK_MASTER=spark://127.0.0.1:7077 kedro run --env azure \
         --params training.strategies=distributed
-    python -m mnist_mlops.spark_cluster down
+    kedro spark-cluster down
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -140,27 +139,3 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=["up", "down", "status"])
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--port", type=int, default=7077)
-    parser.add_argument("--webui-port", type=int, default=8080)
-    args = parser.parse_args(argv)
-    cluster = Cluster(port=args.port, webui_port=args.webui_port)
-    if args.action == "up":
-        state = cluster.up(workers=args.workers)
-        print(f"Spark master {cluster.master_url} with {state['aliveworkers']} workers")
-        print(f"  SPARK_MASTER={cluster.master_url} kedro run --env azure")
-    elif args.action == "down":
-        cluster.down()
-        print("Spark cluster stopped")
-    else:
-        state = cluster.status()
-        print("down" if state is None else f"{state['status']}: {state['aliveworkers']} workers")
-
-
-if __name__ == "__main__":
-    main()

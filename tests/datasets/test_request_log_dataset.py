@@ -8,6 +8,7 @@ from kedro.io.core import DatasetError
 
 from mnist_mlops.datasets import RequestLogDataset
 from mnist_mlops.pipelines.monitor.nodes import recent_rows
+from mnist_mlops.pipelines.monitor.parameters import MonitoringParameters
 
 
 def request(number: int, status: int = 200) -> str:
@@ -33,7 +34,7 @@ def test_reads_rotated_files_oldest_first_then_the_current_one(tmp_path):
 def test_monitor_keeps_only_its_window(tmp_path):
     log = tmp_path / "requests.jsonl"
     log.write_text("".join(request(n, status=200 if n % 3 else 400) for n in range(30)))
-    frame = recent_rows(RequestLogDataset(filepath=str(log)).load(), {"window_images": 5})
+    frame = recent_rows(RequestLogDataset(filepath=str(log)).load(), window_of(5))
     assert frame["time"].tolist() == ["t23", "t25", "t26", "t28", "t29"]
 
 
@@ -42,3 +43,8 @@ def test_a_missing_log_is_a_clear_error(tmp_path):
     assert not dataset.exists()
     with pytest.raises(DatasetError, match=r"no request log at .*requests\.jsonl"):
         dataset.load()
+
+
+def window_of(images: int) -> MonitoringParameters:
+    """Monitoring parameters of which ``recent_rows`` reads only the window."""
+    return MonitoringParameters.model_construct(window_images=images)

@@ -12,6 +12,7 @@ from mnist_mlops.pipelines.training.model import build_model
 from mnist_mlops.serving.pyfunc import log_servable_model
 from mnist_mlops.workspaces import Workspace, WorkspaceError
 from mnist_mlops.workspaces.workspace import INHERITED_VARIABLES
+from tests.conftest import NO_RECIPE_EXTRAS
 
 REGISTRATION = RegistrationParameters(
     model_name="fault-cnn",
@@ -39,7 +40,7 @@ def sandbox_version(local_workspaces, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     sandbox = _workspace(local_workspaces["sandbox"])
     hyperparameters = {"epochs": 1, "batch_size": 64, "learning_rate": 0.001}
-    hyperparameters.update(dropout=0.0, shift_px=0, seed=1)
+    hyperparameters.update(dropout=0.0, shift_px=0, seed=1, **NO_RECIPE_EXTRAS)
     model = build_model("lean_cnn", hyperparameters, total_steps=1)
     with sandbox.session() as client:
         experiment = client.get_experiment_by_name("faults") or client.get_experiment(

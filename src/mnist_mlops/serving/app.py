@@ -110,7 +110,7 @@ class Scorer:
             {"model_name": loaded.name, "model_version": loaded.version, "model_uri": loaded.uri}
         )
 
-    async def metrics(self, request: Request) -> Response:
+    async def prometheus(self, request: Request) -> Response:
         self.authorize(request)
         body, content_type = metrics.exposition()
         return Response(body, headers={"content-type": content_type})
@@ -127,8 +127,8 @@ class Scorer:
         except InvalidInput as exc:
             raise Refusal(400, "BAD_REQUEST", str(exc)) from None
         loaded = self.follower.loaded  # one model per request, even if a swap happens meanwhile
-        # Photos cost milliseconds to decode: off the event loop. Arrays are cheaper than a
-        # thread hop (measured: 0.1 ms per request).
+        # Photos cost milliseconds to decode: off the event loop. Pixel arrays are validated in
+        # well under a millisecond, less than a hop to the thread pool and back would add.
         score = _score_in_thread if parsed.images else _score_inline
         pixels, probabilities = await score(loaded.model, parsed)
         digits = probabilities.argmax(axis=1)
@@ -143,7 +143,16 @@ class Scorer:
                 prediction["prepared"] = prepared.round(2).tolist()
         return json_response({"predictions": predictions})
 
-    def _record(self, parsed, pixels, probabilities, digits, version, started) -> None:
+    def _record(
+        self,
+        parsed: ScoringRequest,
+        pixels: np.ndarray,
+        probabilities: np.ndarray,
+        digits: np.ndarray,
+        version: str,
+        started: float,
+    ) -> None:
+        """Count the images and digits, and log the request (one line, rows per image)."""
         metrics.IMAGES.inc(len(digits))
         for digit, count in enumerate(np.bincount(digits, minlength=10)):
             if count:
@@ -284,7 +293,7 @@ def create_app(config: AppConfig) -> Starlette:
             Route("/ping", scorer.ping, methods=["GET"]),
             Route("/health", scorer.ping, methods=["GET"]),
             Route("/version", scorer.version, methods=["GET"]),
-            Route("/metrics", scorer.metrics, methods=["GET"]),
+            Route("/metrics", scorer.prometheus, methods=["GET"]),
             Route("/openapi.json", scorer.openapi, methods=["GET"]),
             Route("/", scorer.index, methods=["GET"]),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),

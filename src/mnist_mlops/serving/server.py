@@ -76,9 +76,11 @@ def _run(settings: ServingSettings, model_uri: str, token: str | None, downloads
         timeout_keep_alive=limits.keepalive_timeout_s,  # type: ignore[arg-type]
         timeout_graceful_shutdown=limits.shutdown_grace_s,  # type: ignore[arg-type]
         server_header=False,
-        # A worker importing MLflow on a busy machine can miss uvicorn's 5 s ping and be
-        # killed and restarted in a loop (seen with a load average of 27 on 2 cores).
-        timeout_worker_healthcheck=60,
+        # uvicorn kills a worker that does not answer its ping within this, and a worker answers
+        # only once it has imported MLflow: on a busy machine (load average 24 on 2 cores) that
+        # took over 60 s, and workers were killed and restarted in a loop. A crashed worker is
+        # still replaced at once; only a hung one waits this long.
+        timeout_worker_healthcheck=300,
         access_log=False,
         log_config=LOG_CONFIG,
     )

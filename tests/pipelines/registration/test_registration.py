@@ -13,7 +13,7 @@ from mnist_mlops.pipelines.registration.nodes import (
     push_to_production,
     register_in_sandbox,
 )
-from mnist_mlops.pipelines.registration.registry import LINEAGE_TAG
+from mnist_mlops.registry import LINEAGE_TAG
 from mnist_mlops.workspaces import WorkspaceError
 from tests.conftest import workspace
 

@@ -15,8 +15,8 @@ from mnist_mlops.pipelines.training.nodes import (
     train_custom,
 )
 from mnist_mlops.pipelines.training.parameters import TrainingParameters
-from mnist_mlops.pipelines.training.result import SkippedStrategy, TrainingResult
 from mnist_mlops.settings import CONFIG_LOADER_ARGS, CONFIG_LOADER_CLASS
+from mnist_mlops.strategies import SkippedStrategy, TrainingResult
 from tests.conftest import PROJECT_ROOT
 
 # What the other strategy nodes return when only custom is selected: the pipeline passes these.
@@ -28,7 +28,7 @@ def custom_results(spark, small_model_input) -> list[TrainingResult]:
     """Both architectures through the custom strategy: one epoch on a few hundred images."""
     with open(PROJECT_ROOT / "conf" / "base" / "parameters_training.yml") as f:
         training = yaml.safe_load(f)["training"]
-    training["hyperparameters"].update(epochs=1, batch_size=64, learning_rate=0.003, ema_momentum=0)
+    training["hyperparameters"].update(epochs=1, batch_size=64, learning_rate=0.003)
     training["architectures"] = "lean_cnn+original_cnn"  # the command-line form
     return train_custom(small_model_input, TrainingParameters.model_validate(training))
 

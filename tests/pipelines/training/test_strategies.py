@@ -11,11 +11,11 @@ from mnist_mlops.pipelines.training.nodes import (
     train_local,
     train_single_node,
 )
-from mnist_mlops.pipelines.training.result import SkippedStrategy, TrainingResult
 from mnist_mlops.pipelines.training.spark_runner import (
     DistributedTrainingError,
     run_with_runner,
 )
+from mnist_mlops.strategies import SkippedStrategy, TrainingResult
 
 
 def _assert_predicts(result, bundle):
@@ -36,6 +36,7 @@ def _assert_predicts(result, bundle):
     assert len(result.history["val_accuracy"]) == 1
 
 
+@pytest.mark.slow  # trains
 def test_single_node(small_model_input, quick_training):
     result = train_single_node(small_model_input, quick_training())
     _assert_predicts(result, small_model_input)
@@ -98,6 +99,7 @@ def test_a_worker_failing_before_training_names_the_python_error(spark):
         )
 
 
+@pytest.mark.slow  # trains
 def test_gpu_requested_without_gpu_falls_back_to_cpu(small_model_input, quick_training, caplog):
     result = train_single_node(small_model_input, quick_training(use_gpu=True))
     assert result.params["device"] == "CPU"

@@ -10,7 +10,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from mnist_mlops.pipelines.batch_predict.parameters import BatchPredictParameters
-from mnist_mlops.pipelines.registration.registry import version_with_alias
+from mnist_mlops.registry import version_with_alias
 from mnist_mlops.workspaces import Workspace
 
 logger = logging.getLogger(__name__)

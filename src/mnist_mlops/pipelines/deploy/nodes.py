@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mnist_mlops.pipelines.deploy.parameters import DeploymentParameters
-from mnist_mlops.pipelines.registration.registry import LINEAGE_TAG, version_with_alias
+from mnist_mlops.registry import LINEAGE_TAG, version_with_alias
 from mnist_mlops.serving.process import ScoringProcess, ServerNotReady
 from mnist_mlops.workspaces import Workspace
 

@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy.stats import ks_2samp
 
-from mnist_mlops.pipelines.monitor.parameters import MonitoringParameters
+from mnist_mlops.pipelines.monitor.parameters import MonitoringParameters, Thresholds
 from mnist_mlops.serving.preprocessing import input_statistics
 
 logger = logging.getLogger(__name__)
@@ -62,6 +62,37 @@ def _class_mix(digits: pd.Series) -> np.ndarray:
     return counts / counts.sum()
 
 
+def _drift_metrics(recent: pd.DataFrame, reference: pd.DataFrame) -> dict[str, float]:
+    """Input drift (Kolmogorov-Smirnov), class-mix drift (total variation), mean confidence and,
+    on labelled feedback, accuracy."""
+    labelled = recent.dropna(subset=["label"])
+    metrics = {
+        "images": float(len(recent)),
+        "intensity_drift": ks_2samp(recent["mean_intensity"], reference["mean_intensity"])[0],
+        "ink_drift": ks_2samp(recent["ink_fraction"], reference["ink_fraction"])[0],
+        "class_mix_drift": 0.5
+        * np.abs(_class_mix(recent["digit"]) - _class_mix(reference["label"])).sum(),
+        "mean_confidence": recent["confidence"].mean(),
+        "labelled_images": float(len(labelled)),
+    }
+    if len(labelled):
+        metrics["feedback_accuracy"] = (labelled["digit"] == labelled["label"]).mean()
+    return metrics
+
+
+def _crossed(metrics: dict[str, float], thresholds: Thresholds) -> list[str]:
+    """The metrics past their threshold; accuracy only on enough labelled images."""
+    checks = [
+        ("intensity_drift", metrics["intensity_drift"] > thresholds.max_intensity_drift),
+        ("ink_drift", metrics["ink_drift"] > thresholds.max_ink_drift),
+        ("class_mix_drift", metrics["class_mix_drift"] > thresholds.max_class_mix_drift),
+        ("mean_confidence", metrics["mean_confidence"] < thresholds.min_mean_confidence),
+    ]
+    if metrics["labelled_images"] >= thresholds.min_labelled_images:
+        checks.append(("feedback_accuracy", metrics["feedback_accuracy"] < thresholds.min_accuracy))
+    return [name for name, crossed in checks if crossed]
+
+
 def assess_drift(
     recent: pd.DataFrame, reference: pd.DataFrame, monitoring: MonitoringParameters
 ) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
@@ -76,28 +107,9 @@ def assess_drift(
         The metrics (for MLflow) and the report, whose ``retrain`` says whether to retrain.
     """
     thresholds = monitoring.thresholds
-    labelled = recent.dropna(subset=["label"])
-    metrics = {
-        "images": float(len(recent)),
-        "intensity_drift": ks_2samp(recent["mean_intensity"], reference["mean_intensity"])[0],
-        "ink_drift": ks_2samp(recent["ink_fraction"], reference["ink_fraction"])[0],
-        "class_mix_drift": 0.5
-        * np.abs(_class_mix(recent["digit"]) - _class_mix(reference["label"])).sum(),
-        "mean_confidence": recent["confidence"].mean(),
-        "labelled_images": float(len(labelled)),
-    }
-    if len(labelled):
-        metrics["feedback_accuracy"] = (labelled["digit"] == labelled["label"]).mean()
-    checks = [
-        ("intensity_drift", metrics["intensity_drift"] > thresholds.max_intensity_drift),
-        ("ink_drift", metrics["ink_drift"] > thresholds.max_ink_drift),
-        ("class_mix_drift", metrics["class_mix_drift"] > thresholds.max_class_mix_drift),
-        ("mean_confidence", metrics["mean_confidence"] < thresholds.min_mean_confidence),
-    ]
-    if len(labelled) >= thresholds.min_labelled_images:
-        checks.append(("feedback_accuracy", metrics["feedback_accuracy"] < thresholds.min_accuracy))
+    metrics = _drift_metrics(recent, reference)
     enough = len(recent) >= monitoring.min_images
-    alarms = [name for name, crossed in checks if crossed] if enough else []
+    alarms = _crossed(metrics, thresholds) if enough else []
     report = {
         "retrain": bool(alarms),
         "alarms": alarms,

@@ -14,12 +14,12 @@ import numpy as np
 
 from mnist_mlops.datasets import ArrayBundle
 from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
-from mnist_mlops.pipelines.registration.registry import (
+from mnist_mlops.registry import (
+    AWAIT_CREATION_S,
     LINEAGE_TAG,
     TEST_ACCURACY_TAG,
     ensure_registered_model,
     version_with_alias,
-    wait_until_ready,
 )
 from mnist_mlops.serving.pyfunc import log_servable_model
 from mnist_mlops.workspaces import Workspace
@@ -132,8 +132,8 @@ def register_in_sandbox(
             run_id=candidate["run_id"],
             tags=tags,
             model_id=candidate["model_id"],
+            await_creation_for=AWAIT_CREATION_S,
         )
-        wait_until_ready(client, name, version.version)
     logger.info("Registered %s version %s in the sandbox registry", name, version.version)
     return {"name": name, "version": version.version, "run_id": candidate["run_id"], "tags": tags}
 
@@ -206,9 +206,12 @@ def _register_copy(
                 exc, "could not store the model in its artifact store; nothing was registered"
             ) from production.scrubbed(exc)
         pushed = client.create_model_version(
-            name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id, tags=tags
+            name,
+            source=f"{run.info.artifact_uri}/model",
+            run_id=run.info.run_id,
+            tags=tags,
+            await_creation_for=AWAIT_CREATION_S,
         )
-        wait_until_ready(client, name, pushed.version)
         client.set_terminated(run.info.run_id, "FINISHED")
     return pushed
 

@@ -36,9 +36,11 @@ def build_model(architecture: str, hyperparameters: dict[str, Any], total_steps:
             layers.Dense(10, activation="softmax", name="probs"),
         ]
     )
-    ema = hyperparameters["ema_momentum"]
+    # The weights' moving average replaces them when fit ends. It averages over about
+    # 1 / (1 - momentum) steps: capped to the last tenth of the run, so that a short run
+    # (a test, a quick try) is not left near its initial weights; 0 turns it off.
+    ema = min(hyperparameters["ema_momentum"], max(0.0, 1 - 10 / max(total_steps, 1)))
     model.compile(
-        # The weights' moving average (0 = off) replaces the weights when fit ends.
         optimizer=tf.keras.optimizers.Adam(
             _schedule(hyperparameters, total_steps), use_ema=ema > 0, ema_momentum=ema or 0.99
         ),

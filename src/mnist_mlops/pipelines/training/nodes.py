@@ -14,8 +14,8 @@ from matplotlib.figure import Figure
 from mnist_mlops.datasets import ArrayBundle
 from mnist_mlops.pipelines.training.fit import FitOutcome, evaluation_dataset, fit_model
 from mnist_mlops.pipelines.training.parameters import TrainingParameters
-from mnist_mlops.pipelines.training.result import SkippedStrategy, TrainingResult
 from mnist_mlops.pipelines.training.spark_runner import run_with_runner
+from mnist_mlops.strategies import SkippedStrategy, TrainingResult
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from pydantic import BeforeValidator, Field
 from mnist_mlops.parameters import Parameters, Section, plus_joined
 from mnist_mlops.pipelines.training.fit import COMMUNICATIONS
 from mnist_mlops.pipelines.training.model import ARCHITECTURES
-from mnist_mlops.pipelines.training.result import STRATEGIES
+from mnist_mlops.strategies import STRATEGIES
 
 Strategy = Literal[STRATEGIES]
 Architecture = Literal[ARCHITECTURES]

@@ -1,4 +1,7 @@
-"""What a strategy node produces."""
+"""The training strategies and what a strategy node produces.
+
+Below both the training pipeline and ``datasets/strategy_run_dataset.py``, which stores it.
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
-"""Registry operations shared by the registration and deployment pipelines."""
+"""Registry conventions shared by the registration, deploy and batch_predict pipelines."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from mlflow.exceptions import MlflowException
@@ -11,6 +10,8 @@ from mnist_mlops.workspaces import Workspace
 
 LINEAGE_TAG = "mnist.lineage"
 TEST_ACCURACY_TAG = "mnist.test_accuracy"
+# How long a new version may stay PENDING_REGISTRATION (MLflow's await_creation_for).
+AWAIT_CREATION_S = 120
 
 
 def ensure_registered_model(client: Any, name: str) -> None:
@@ -32,14 +33,3 @@ def version_with_alias(workspace: Workspace, name: str, alias: str) -> Any | Non
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 return None
             raise
-
-
-def wait_until_ready(client: Any, name: str, version: str, timeout_s: float = 120) -> None:
-    """Wait for a new model version to leave PENDING_REGISTRATION."""
-    deadline = time.monotonic() + timeout_s
-    while (status := client.get_model_version(name, version).status) == "PENDING_REGISTRATION":
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{name} version {version} still pending after {timeout_s} s")
-        time.sleep(0.5)
-    if status != "READY":
-        raise RuntimeError(f"{name} version {version} failed to register: {status}")

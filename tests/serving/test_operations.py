@@ -119,28 +119,29 @@ def timed_exchange(port: int, data: bytes, wait_s: float = 5) -> tuple[int, dict
 
 def test_slow_or_missing_headers_get_408_and_are_closed(served):
     status, body, took = timed_exchange(served["port"], b"POST /invocations HTTP/1.1\r\nHo")
-    assert status == 408 and body["error_code"] == "REQUEST_TIMEOUT" and took < 3
+    assert status == 408 and body["error_code"] == "REQUEST_TIMEOUT" and took < 10
     status, _, took = timed_exchange(served["port"], b"")  # connects, sends nothing
-    assert status == 408 and took < 3
+    assert status == 408 and took < 10
 
 
 def test_a_stalled_body_gets_408_within_the_timeout(served):
     status, body, took = timed_exchange(served["port"], request_head(length=1000) + b"0123456789")
-    assert status == 408 and "not received within 1" in body["message"] and took < 3
+    assert status == 408 and "not received within 1" in body["message"] and took < 10
 
 
 def test_no_token_is_refused_from_the_headers_without_waiting_for_the_body(served):
     head = request_head(length=1000, token=None)
-    status, _, took = timed_exchange(served["port"], head + b"0123456789")
-    assert status == 401 and took < 0.8
+    status, body = status_and_json(raw_exchange(served["port"], head + b"0123456789"))
+    # A server that waited for the 990 missing bytes would have answered 408 (body timeout).
+    assert status == 401 and body["error_code"] == "UNAUTHORIZED"
 
 
 def test_an_idle_keep_alive_connection_is_closed(served):
-    with socket.create_connection(("127.0.0.1", served["port"]), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", served["port"]), timeout=15) as sock:
         sock.sendall(request_head() + ONE)
         started = time.monotonic()
-        response = read_until_closed(sock)
-    assert response.startswith(b"HTTP/1.1 200") and time.monotonic() - started < 3
+        response = read_until_closed(sock)  # returns when the server closes (or after 15 s)
+    assert response.startswith(b"HTTP/1.1 200") and time.monotonic() - started < 10
 
 
 def png_header(width: int, height: int) -> bytes:

@@ -254,20 +254,25 @@ def score_on_fresh_connections(served, count: int, threads: int = 4, body=ONE) -
 
 
 def test_metrics_add_up_across_workers(served):
+    name = "mnist_serving_requests_total"
+    wait_for_versions(served, 1.0)  # the second worker may still be loading (0 until it is)
     before = metric_samples(served)
     assert score_on_fresh_connections(served, 40) == [200] * 40
     post(served, None, raw=b"{")
-    after = metric_samples(served)
-    name = "mnist_serving_requests_total"
-    assert (
-        total(after, name, endpoint="/invocations", status="200")
-        - total(before, name, endpoint="/invocations", status="200")
-        == 40
+    deadline = time.monotonic() + 10  # a request is counted just after its answer is sent
+    while True:
+        after = metric_samples(served)
+        scored = total(after, name, endpoint="/invocations", status="200") - total(
+            before, name, endpoint="/invocations", status="200"
+        )
+        if scored == 40 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert scored == 40
+    images = total(after, "mnist_serving_images_total") - total(
+        before, "mnist_serving_images_total"
     )
-    assert (
-        total(after, "mnist_serving_images_total") - total(before, "mnist_serving_images_total")
-        == 40
-    )
+    assert images == 40
     assert total(after, "mnist_serving_errors_total", kind="bad_request") > total(
         before, "mnist_serving_errors_total", kind="bad_request"
     )

@@ -6,10 +6,13 @@ import os
 import mlflow
 import pytest
 
-from mnist_mlops.pipelines.registration.nodes import push_to_production, register_in_sandbox
+from mnist_mlops.pipelines.registration.nodes import (
+    log_candidate,
+    push_to_production,
+    register_in_sandbox,
+)
 from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
 from mnist_mlops.pipelines.training.model import build_model
-from mnist_mlops.serving.pyfunc import log_servable_model
 from mnist_mlops.workspaces import Workspace, WorkspaceError
 from mnist_mlops.workspaces.workspace import INHERITED_VARIABLES
 from tests.conftest import NO_RECIPE_EXTRAS
@@ -47,16 +50,9 @@ def sandbox_version(local_workspaces, monkeypatch):
             client.create_experiment("faults")
         )
     mlflow.set_tracking_uri(sandbox.tracking_uri)
-    with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
-        info = log_servable_model(model)
+    with mlflow.start_run(experiment_id=experiment.experiment_id):
+        candidate = log_candidate(model, {"strategy": "single_node", "run_id": None})
     mlflow.set_tracking_uri(None)
-    candidate = {
-        "model_uri": info.model_uri,
-        "model_id": info.model_id,
-        "run_id": run.info.run_id,
-        "strategy": "single_node",
-        "strategy_run_id": None,
-    }
     return register_in_sandbox(
         candidate, {"test_accuracy": 0.5}, {"sha256": {}}, sandbox, REGISTRATION
     )

@@ -11,9 +11,12 @@ from mnist_mlops.datasets import PictureSetDataset
 from mnist_mlops.pipelines.deploy import create_pipeline
 from mnist_mlops.pipelines.deploy.nodes import DeploymentError
 from mnist_mlops.pipelines.deploy.parameters import DeploymentParameters
-from mnist_mlops.pipelines.registration.nodes import push_to_production, register_in_sandbox
+from mnist_mlops.pipelines.registration.nodes import (
+    log_candidate,
+    push_to_production,
+    register_in_sandbox,
+)
 from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
-from mnist_mlops.serving.pyfunc import log_servable_model
 from tests.conftest import REAL_PICTURES, workspace
 
 NAME = "deployed-cnn"  # its own model in the shared servers: the gate tests use mnist-cnn
@@ -39,16 +42,9 @@ def push(servers, decent_model, monkeypatch):
             monkeypatch.setenv(key, value)
         mlflow.set_tracking_uri(servers["sandbox"].uri)
         mlflow.set_experiment("deploy-tests")
-        with mlflow.start_run() as run:
-            info = log_servable_model(decent_model)
+        with mlflow.start_run():
+            candidate = log_candidate(decent_model, {"strategy": "single_node", "run_id": None})
         mlflow.set_tracking_uri(None)
-        candidate = {
-            "model_uri": info.model_uri,
-            "model_id": info.model_id,
-            "run_id": run.info.run_id,
-            "strategy": "single_node",
-            "strategy_run_id": None,
-        }
         registration = RegistrationParameters(
             model_name=NAME,
             min_test_accuracy=0.0,

@@ -15,6 +15,7 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -238,13 +239,9 @@ async def read_body(request: Request, limits: ServingLimits) -> bytes:
     return b"".join(chunks)
 
 
-_OPENAPI: dict[str, Any] = {}
-
-
+@cache
 def _openapi() -> dict[str, Any]:
-    if not _OPENAPI:
-        _OPENAPI.update(yaml.safe_load(OPENAPI.read_text()))
-    return _OPENAPI
+    return yaml.safe_load(OPENAPI.read_text())
 
 
 def create_app(config: AppConfig) -> Starlette:

@@ -26,7 +26,6 @@ class FitOutcome:
     weights: list[np.ndarray]
     history: dict[str, list[float]]
     clock: TrainingClock
-    images_trained: int
     worker_pids: list[int]
 
 
@@ -39,8 +38,9 @@ class TrainingClock:
     computed from ``train_s`` alone and the rest is reported on its own.
     """
 
-    first_step_at: float = 0.0  # end of the first batch: graph tracing and start-up are before
-    train_s: float = 0.0  # after the first batch, training batches only
+    first_step_at: float = 0.0  # end of the first execution: tracing and start-up are before
+    train_s: float = 0.0  # after the first execution, training batches only
+    timed_steps: int = 0  # the global batches trained within ``train_s``
     validation_s: float = 0.0  # the validation passes at the end of each epoch
     ended_at: float = 0.0  # end of the last epoch (its validation included)
 
@@ -86,12 +86,10 @@ def fit_model(
         callbacks=[progress],
         verbose=0,
     )
-    replicas = strategy.num_replicas_in_sync
     return FitOutcome(
         weights=model.get_weights(),
         history={name: [float(v) for v in values] for name, values in history.history.items()},
         clock=progress.clock,
-        images_trained=progress.batches * (hyperparameters["batch_size"] // replicas) * replicas,
         worker_pids=_worker_pids(strategy),
     )
 
@@ -249,21 +247,26 @@ def progress_callback(epochs: int, rank: int):
         def __init__(self) -> None:
             super().__init__()
             self.clock = TrainingClock()
-            self.batches = 0
+            self.epoch_steps = self.untimed_steps = 0
             self.epoch_started = self.last_step_at = self.validation_started = 0.0
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch_started = time.time()
+            self.epoch_steps = self.untimed_steps = 0
 
         def on_train_batch_end(self, batch, logs=None):
+            # Once per execution of STEPS_PER_EXECUTION steps; ``batch`` is the epoch's last
+            # step so far (0-based).
             now = time.time()
-            self.batches += 1
-            if not self.clock.first_step_at:
+            if not self.clock.first_step_at:  # tracing and start-up end with the first one
                 self.clock.first_step_at = self.epoch_started = now
+                self.untimed_steps = batch + 1
+            self.epoch_steps = batch + 1
             self.last_step_at = now
 
         def on_test_begin(self, logs=None):  # the epoch's training batches are done
             self.clock.train_s += self.last_step_at - self.epoch_started
+            self.clock.timed_steps += self.epoch_steps - self.untimed_steps
             self.validation_started = time.time()
 
         def on_test_end(self, logs=None):

@@ -139,7 +139,7 @@ def _timings(
         # From the end of the last epoch until the driver holds the weights: fit returning,
         # the workers' pid gather, and (distributed) the Spark job finishing.
         "teardown_s": returned_at - clock.ended_at,
-        "images_per_s": (outcome.images_trained - global_batch) / max(clock.train_s, 1e-9),
+        "images_per_s": clock.timed_steps * global_batch / max(clock.train_s, 1e-9),
     }
 
 

@@ -1,6 +1,7 @@
 """The deploy pipeline against a real basic-auth production server holding pushed versions."""
 
 import json
+import uuid
 
 import mlflow
 import pytest
@@ -17,6 +18,7 @@ from mnist_mlops.pipelines.registration.nodes import (
     register_in_sandbox,
 )
 from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
+from mnist_mlops.serving import pyfunc
 from tests.conftest import REAL_PICTURES, workspace
 
 NAME = "deployed-cnn"  # its own model in the shared servers: the gate tests use mnist-cnn
@@ -35,11 +37,18 @@ PARAMS = {
 
 @pytest.fixture
 def push(servers, decent_model, monkeypatch):
-    """Push a new version of the decent model from the sandbox server to the production one."""
+    """Push a new version of the decent model from the sandbox server to the production one.
+
+    Registration is keyed on what is served: each push serves the same weights with its own
+    marker in the served code, so each is a new model, as after a preprocessing change.
+    """
+    sources = pyfunc.served_sources()
 
     def pushed_version() -> str:
         for key, value in servers["sandbox"].credentials.items():
             monkeypatch.setenv(key, value)
+        marker = {"push": uuid.uuid4().bytes}
+        monkeypatch.setattr(pyfunc, "served_sources", lambda: {**sources, **marker})
         mlflow.set_tracking_uri(servers["sandbox"].uri)
         mlflow.set_experiment("deploy-tests")
         with mlflow.start_run():

@@ -362,6 +362,8 @@ def _is_clutter(part: _Part, labels: np.ndarray, shape: tuple[int, int]) -> bool
     touches = top == 0 or left == 0 or bottom == shape[0] or right == shape[1]
     if spans and (thin or touches):
         return True  # a ruled line, an axis, a page edge, a margin
+    if touches and thin and max(height / shape[0], width / shape[1]) >= 0.5:
+        return True  # a page's or a table's edge cut by the picture (a phone photo's corner)
     if min(height, width) < max(8, 0.3 * max(height, width)):
         return False
     # A straight line along three or four sides of it: a frame, a canvas, a screen, plot axes.

@@ -62,15 +62,8 @@ def evaluate_candidate(
     Raises:
         GateError: naming each failed check and by how much.
     """
-    arrays = model_input.load()
     model = mlflow.pyfunc.load_model(candidate["model_uri"])
-    predicted = model.predict(arrays["test_images"].astype(np.float32))["digit"].to_numpy()
-    labels = arrays["test_labels"]
-    accuracy = float((predicted == labels).mean())
-    per_class = {
-        f"test_accuracy_digit_{digit}": float((predicted[labels == digit] == digit).mean())
-        for digit in range(10)
-    }
+    accuracy, per_class = _test_accuracy(model, model_input.load())
     incumbent = version_with_alias(production, registration.model_name, "production")
     incumbent_accuracy = (
         float(incumbent.tags[TEST_ACCURACY_TAG])
@@ -78,6 +71,36 @@ def evaluate_candidate(
         else None
     )
     mlflow.log_metrics({"candidate_test_accuracy": accuracy, **per_class})
+    failures = _gate_failures(accuracy, incumbent, incumbent_accuracy, registration)
+    if failures:
+        raise GateError("Candidate rejected, nothing registered: " + "; ".join(failures))
+    logger.info("Gate passed: test accuracy %.4f", accuracy)
+    return {
+        "test_accuracy": accuracy,
+        "per_class": per_class,
+        "production_version": incumbent.version if incumbent else None,
+        "production_test_accuracy": incumbent_accuracy,
+    }
+
+
+def _test_accuracy(model: Any, arrays: dict[str, np.ndarray]) -> tuple[float, dict[str, float]]:
+    """The model's accuracy on the test set, overall and per digit (MLflow metric names)."""
+    predicted = model.predict(arrays["test_images"].astype(np.float32))["digit"].to_numpy()
+    labels = arrays["test_labels"]
+    per_class = {
+        f"test_accuracy_digit_{digit}": float((predicted[labels == digit] == digit).mean())
+        for digit in range(10)
+    }
+    return float((predicted == labels).mean()), per_class
+
+
+def _gate_failures(
+    accuracy: float,
+    incumbent: Any | None,
+    incumbent_accuracy: float | None,
+    registration: RegistrationParameters,
+) -> list[str]:
+    """Each gate check the candidate fails, with by how much."""
     failures = []
     minimum = registration.min_test_accuracy
     if accuracy < minimum:
@@ -93,15 +116,7 @@ def evaluate_candidate(
                 f"{incumbent.version} ({incumbent_accuracy:.4f}), more than "
                 f"registration.max_regression {registration.max_regression}"
             )
-    if failures:
-        raise GateError("Candidate rejected, nothing registered: " + "; ".join(failures))
-    logger.info("Gate passed: test accuracy %.4f", accuracy)
-    return {
-        "test_accuracy": accuracy,
-        "per_class": per_class,
-        "production_version": incumbent.version if incumbent else None,
-        "production_test_accuracy": incumbent_accuracy,
-    }
+    return failures
 
 
 def _git_commit() -> str:
@@ -206,31 +221,21 @@ def push_to_production(
     """
     name, version = sandbox_version["name"], sandbox_version["version"]
     lineage = f"{sandbox.display_uri}#{name}/{version}"
-    with production.session() as client:
-        ensure_registered_model(client, name)
-        for existing in client.search_model_versions(f"name = '{name}'"):
-            if existing.tags.get(LINEAGE_TAG) == lineage:
-                logger.info(
-                    "%s is already sandbox version %s and production version %s: nothing pushed",
-                    name,
-                    version,
-                    existing.version,
-                )
-                return _pushed(existing, lineage, already_pushed=True)
+    existing = _copy_of(production, name, lineage)
+    if existing is not None:
+        logger.info(
+            "%s is already sandbox version %s and production version %s: nothing pushed",
+            name,
+            version,
+            existing.version,
+        )
+        return _pushed(existing, lineage, already_pushed=True)
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as download_dir:
         local_dir = sandbox.download(f"models:/{name}/{version}", download_dir)
-        lineage_tags = {
-            LINEAGE_TAG: lineage,
-            "mnist.source_registry": sandbox.display_uri,
-            "mnist.source_model": name,
-            "mnist.source_version": str(version),
-            "mnist.source_run": sandbox_version["run_id"],
-        }
-        pushed = _register_copy(
-            production, local_dir, {**sandbox_version["tags"], **lineage_tags}, registration
-        )
+        tags = {**sandbox_version["tags"], **_lineage_tags(sandbox, sandbox_version, lineage)}
+        pushed = _register_copy(production, local_dir, tags, registration)
     logger.info(
         "Pushed sandbox %s v%s to production v%s in %.1f s",
         name,
@@ -239,6 +244,29 @@ def push_to_production(
         time.perf_counter() - started,
     )
     return _pushed(pushed, lineage, already_pushed=False)
+
+
+def _lineage_tags(
+    sandbox: Workspace, sandbox_version: dict[str, Any], lineage: str
+) -> dict[str, str]:
+    """The tags saying which sandbox version a production version is a copy of."""
+    return {
+        LINEAGE_TAG: lineage,
+        "mnist.source_registry": sandbox.display_uri,
+        "mnist.source_model": sandbox_version["name"],
+        "mnist.source_version": str(sandbox_version["version"]),
+        "mnist.source_run": sandbox_version["run_id"],
+    }
+
+
+def _copy_of(production: Workspace, name: str, lineage: str) -> Any | None:
+    """The production version pushed from ``lineage`` (a sandbox version), or None."""
+    with production.session() as client:
+        ensure_registered_model(client, name)
+        for existing in client.search_model_versions(f"name = '{name}'"):
+            if existing.tags.get(LINEAGE_TAG) == lineage:
+                return existing
+    return None
 
 
 def _register_copy(

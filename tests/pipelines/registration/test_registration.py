@@ -11,6 +11,8 @@ from kedro.runner import SequentialRunner
 from kedro_datasets.json import JSONDataset
 from mlflow.exceptions import MlflowException
 
+from mnist_mlops.datasets import PictureSetDataset
+from mnist_mlops.pipelines.data_prep.nodes import build_data_report
 from mnist_mlops.pipelines.registration import create_pipeline, nodes
 from mnist_mlops.pipelines.registration.nodes import (
     GateError,
@@ -22,9 +24,17 @@ from mnist_mlops.pipelines.registration.nodes import (
 from mnist_mlops.registry import FINGERPRINT_TAG, LINEAGE_TAG, TEST_ACCURACY_TAG
 from mnist_mlops.serving import preprocessing, pyfunc
 from mnist_mlops.workspaces import WorkspaceError
-from tests.conftest import workspace
+from tests.conftest import REAL_PICTURES, workspace
 
 DATA_REPORT = {"sha256": {"test_images": "ab" * 32}}
+# The champion as the training pipeline hands it over (the model card reads all of it).
+CHAMPION = {
+    "strategy": "single_node",
+    "architecture": "lean_cnn",
+    "run_id": "strategy-run",
+    "params": {"epochs": 1, "batch_size": 64, "learning_rate": 0.003, "strategy": "single_node"},
+    "metrics": {"validation_accuracy": 0.5, "images_per_s": 900.0, "train_s": 1.0},
+}
 
 
 @pytest.fixture
@@ -225,15 +235,16 @@ def _run_registration(servers, tiny_model, small_model_input, params, folder):
     versions saved as JSON as the catalog does (a memory dataset is released once consumed)."""
     inputs = {
         "champion_model": tiny_model,
-        "champion": {"strategy": "single_node", "run_id": "strategy-run"},
+        "champion": CHAMPION,
         "model_input": small_model_input,
-        "data_report": DATA_REPORT,
+        "data_report": build_data_report(small_model_input),
         "sandbox_workspace": workspace(servers["sandbox"], "sandbox"),
         "production_workspace": workspace(servers["production"], "production"),
         "params:registration": params,
     }
     catalog = DataCatalog(
         {name: MemoryDataset(value, copy_mode="assign") for name, value in inputs.items()}
+        | {"real_pictures": PictureSetDataset(filepath=str(REAL_PICTURES))}
         | {
             output: JSONDataset(filepath=str(folder / f"{output}.json"))
             for output in ("sandbox_model_version", "production_model_version")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import secrets
@@ -16,7 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mnist_mlops.model_card import Deployment
+from mnist_mlops.model_card.store import add_deployment
 from mnist_mlops.pipelines.deploy.parameters import DeploymentParameters
+from mnist_mlops.real_pictures import picture_accuracy, picture_batches
 from mnist_mlops.registry import LINEAGE_TAG, version_with_alias
 from mnist_mlops.serving.process import ScoringProcess, ServerNotReady
 from mnist_mlops.workspaces import Workspace
@@ -28,27 +30,6 @@ STATUS_TAG = "mnist.deploy_status"
 
 class DeploymentError(RuntimeError):
     """The candidate was not promoted; ``production`` is where it was."""
-
-
-def _picture_batches(pictures: pd.DataFrame, size: int) -> list[list[dict[str, str]]]:
-    """The pictures as ``dataframe_records`` batches of at most ``size``, files sent as stored."""
-    records = [{"image": base64.b64encode(image).decode()} for image in pictures["image"]]
-    return [records[start : start + size] for start in range(0, len(records), size)]
-
-
-def _picture_accuracy(
-    model: Any, pictures: pd.DataFrame, batch_size: int
-) -> tuple[float, dict[str, float]]:
-    """Accuracy on the real-picture set, overall and per category, scored batch by batch."""
-    read = np.concatenate(
-        [
-            model.predict(pd.DataFrame(batch))["digit"].to_numpy()
-            for batch in _picture_batches(pictures, batch_size)
-        ]
-    )
-    right = pd.Series(read == pictures["digit"].to_numpy(), index=pictures.index)
-    by_category = right.groupby(pictures["category"]).mean()
-    return float(right.mean()), {name: round(float(v), 4) for name, v in by_category.items()}
 
 
 def select_version(production: Workspace, deployment: DeploymentParameters) -> dict[str, Any]:
@@ -145,7 +126,7 @@ def validate_version(
     model = production.load_pyfunc(f"models:/{candidate['name']}/{candidate['version']}")
     digits = model.predict(test_images.astype(np.float32))["digit"].to_numpy()
     test_accuracy = float((digits == test_labels).mean())
-    photo_accuracy, by_category = _picture_accuracy(model, pictures, deployment.picture_batch_size)
+    photo_accuracy, by_category = picture_accuracy(model, pictures, deployment.picture_batch_size)
     logger.info(
         "Test accuracy %.4f, photo accuracy %.3f (%s)", test_accuracy, photo_accuracy, by_category
     )
@@ -167,34 +148,29 @@ def validate_version(
 
 
 def stage_version(
-    candidate: dict[str, Any], validation: dict[str, Any], production: Workspace
+    candidate: dict[str, Any],
+    validation: dict[str, Any],
+    production: Workspace,
+    deployment: DeploymentParameters,
 ) -> dict[str, Any]:
-    """Describe the registered model and the version, then give the version the alias staging."""
+    """Add the validation figures to the version's model card and description (registration's
+    sections stay; a second deploy replaces this section), then give it the alias staging."""
     if candidate["action"] != "deploy":
         return candidate
-    name, version, tags = candidate["name"], candidate["version"], candidate["tags"]
-    today = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-    def lineage(key: str) -> str:
-        return tags.get(f"mnist.{key}", "?")
-
-    description = (
-        f"MNIST digit classifier (CNN, ONNX Runtime pyfunc) trained with the "
-        f"{tags.get('mnist.strategy', '?')} strategy. Takes N x 28 x 28 pixels 0-255 or base64 "
-        f"photos; returns the digit and ten probabilities.\n\n"
-        f"Validated {today}: MNIST test accuracy {validation['test_accuracy']:.4f}, photo "
-        f"accuracy {validation['photo_accuracy']:.3f}.\n\n"
-        f"Lineage: {lineage('source_registry')} {lineage('source_model')} version "
-        f"{lineage('source_version')}, run {lineage('source_run')}, "
-        f"commit {lineage('git_commit')}."
+    name, version = candidate["name"], candidate["version"]
+    section = Deployment(
+        validated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        min_test_accuracy=deployment.min_test_accuracy,
+        min_photo_accuracy=deployment.min_photo_accuracy,
+        **validation,
     )
+    add_deployment(production, name, version, section)
     with production.session() as client:
         client.update_registered_model(
             name,
             description="Handwritten digit classifier for the MNIST REST API. Aliases: staging "
             "(validated), production (infra-validated, served), previous-production (rollback).",
         )
-        client.update_model_version(name, version, description=description)
         client.set_registered_model_alias(name, "staging", version)
     logger.info("%s version %s described and staged", name, version)
     return {**candidate, **validation}
@@ -231,7 +207,7 @@ def _infra_requests(
         "array batch": (json.dumps({"inputs": batch}).encode(), len(batch)),
         "one image": (json.dumps({"instances": batch[:1]}).encode(), 1),
     }
-    for number, records in enumerate(_picture_batches(pictures, batch_size), start=1):
+    for number, records in enumerate(picture_batches(pictures, batch_size), start=1):
         body = json.dumps({"dataframe_records": records}).encode()
         valid[f"pictures batch {number}"] = (body, len(records))
     invalid = {

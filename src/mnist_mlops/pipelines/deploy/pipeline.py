@@ -48,7 +48,12 @@ def create_pipeline(after_push: bool = False, **kwargs) -> Pipeline:
             ),
             node(
                 stage_version,
-                ["deploy_candidate", "deploy_validation", "production_workspace"],
+                [
+                    "deploy_candidate",
+                    "deploy_validation",
+                    "production_workspace",
+                    "params:deployment",
+                ],
                 "staged_version",
                 name="stage_version",
             ),

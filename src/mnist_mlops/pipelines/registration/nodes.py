@@ -11,9 +11,14 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 
 from mnist_mlops.datasets import ArrayBundle
+from mnist_mlops.model_card import Gate, Lineage, ModelCard, PictureAccuracy, VersionRef
+from mnist_mlops.model_card import store as card_store
+from mnist_mlops.model_card.figures import confusion_matrix, mnist_accuracy
 from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
+from mnist_mlops.real_pictures import picture_accuracy
 from mnist_mlops.registry import (
     AWAIT_CREATION_S,
     FINGERPRINT_TAG,
@@ -62,8 +67,11 @@ def evaluate_candidate(
     Raises:
         GateError: naming each failed check and by how much.
     """
+    arrays = model_input.load()
     model = mlflow.pyfunc.load_model(candidate["model_uri"])
-    accuracy, per_class = _test_accuracy(model, model_input.load())
+    predicted = model.predict(arrays["test_images"].astype(np.float32))["digit"].to_numpy()
+    labels = arrays["test_labels"]
+    accuracy, per_class = _accuracy(predicted, labels)
     incumbent = version_with_alias(production, registration.model_name, "production")
     incumbent_accuracy = (
         float(incumbent.tags[TEST_ACCURACY_TAG])
@@ -80,13 +88,14 @@ def evaluate_candidate(
         "per_class": per_class,
         "production_version": incumbent.version if incumbent else None,
         "production_test_accuracy": incumbent_accuracy,
+        # For the model card: its figures come from this pass, not from another one.
+        "confusion_matrix": confusion_matrix(labels, predicted).tolist(),
+        "misread": [[int(i), int(predicted[i])] for i in np.flatnonzero(predicted != labels)],
     }
 
 
-def _test_accuracy(model: Any, arrays: dict[str, np.ndarray]) -> tuple[float, dict[str, float]]:
-    """The model's accuracy on the test set, overall and per digit (MLflow metric names)."""
-    predicted = model.predict(arrays["test_images"].astype(np.float32))["digit"].to_numpy()
-    labels = arrays["test_labels"]
+def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> tuple[float, dict[str, float]]:
+    """Accuracy of the predicted digits, overall and per digit (MLflow metric names)."""
     per_class = {
         f"test_accuracy_digit_{digit}": float((predicted[labels == digit] == digit).mean())
         for digit in range(10)
@@ -317,3 +326,83 @@ def _pushed(version: Any, lineage: str, *, already_pushed: bool) -> dict[str, An
         "lineage": lineage,
         "already_pushed": already_pushed,
     }
+
+
+# The champion's figures the card shows beside its hyperparameters, when training measured them.
+CARD_TRAINING_METRICS = ("validation_accuracy", "test_accuracy", "images_per_s", "wall_time_s")
+
+
+def build_model_card(
+    candidate: dict[str, Any],
+    champion: dict[str, Any],
+    evaluation: dict[str, Any],
+    data_report: dict[str, Any],
+    model_input: ArrayBundle,
+    real_pictures: pd.DataFrame,
+    registration: RegistrationParameters,
+) -> tuple[ModelCard, dict[str, bytes]]:
+    """The gated candidate's model card and its pictures: MNIST figures from the gate's
+    prediction pass, and one pass over the real-picture set. The lineage is added on
+    publishing, once both registries have numbered the version."""
+    arrays = model_input.load()
+    mnist, pictures = mnist_accuracy(
+        np.asarray(evaluation["confusion_matrix"]),
+        evaluation["misread"],
+        (arrays["test_images"], arrays["test_labels"]),
+    )
+    model = mlflow.pyfunc.load_model(candidate["model_uri"])
+    accuracy, by_category = picture_accuracy(model, real_pictures, len(real_pictures))
+    card = ModelCard(
+        name=registration.model_name,
+        strategy=champion["strategy"],
+        architecture=champion["architecture"],
+        hyperparameters={
+            k: v for k, v in champion["params"].items() if k not in ("strategy", "architecture")
+        },
+        training_metrics={
+            k: v for k, v in champion["metrics"].items() if k in CARD_TRAINING_METRICS
+        },
+        data_sha256=data_report["sha256"],
+        data_images={split: figures["images"] for split, figures in data_report["splits"].items()},
+        mnist=mnist,
+        pictures=PictureAccuracy(
+            images=len(real_pictures), accuracy=accuracy, by_category=by_category
+        ),
+        gate=Gate(
+            decision="passed",
+            min_test_accuracy=registration.min_test_accuracy,
+            max_regression=registration.max_regression,
+            production_version=evaluation["production_version"],
+            production_test_accuracy=evaluation["production_test_accuracy"],
+        ),
+    )
+    return card, pictures
+
+
+def publish_model_card(
+    card: ModelCard,
+    pictures: dict[str, bytes],
+    sandbox_version: dict[str, Any],
+    production_version: dict[str, Any],
+    sandbox: Workspace,
+    production: Workspace,
+) -> dict[str, Any]:
+    """Write the card, with its lineage, beside the version in both registries: files in the
+    version's run (``model_card/``), summary as the version's description."""
+    name = sandbox_version["name"]
+    versions = (str(sandbox_version["version"]), str(production_version["version"]))
+    lineage = Lineage(
+        sandbox=VersionRef(
+            registry=sandbox.display_uri, version=versions[0], run_id=sandbox_version["run_id"]
+        ),
+        production=VersionRef(
+            registry=production.display_uri,
+            version=versions[1],
+            run_id=card_store.version_run(production, name, versions[1]),
+        ),
+        git_commit=sandbox_version["tags"].get("mnist.git_commit", "unknown"),
+    )
+    card = card.model_copy(update={"lineage": lineage})
+    for workspace, version in zip((sandbox, production), versions, strict=True):
+        card_store.publish(workspace, name, version, card, pictures)
+    return {"name": name, "sandbox": versions[0], "production": versions[1], "path": "model_card"}

@@ -3,8 +3,10 @@
 from kedro.pipeline import Pipeline, node, pipeline
 
 from mnist_mlops.pipelines.registration.nodes import (
+    build_model_card,
     evaluate_candidate,
     log_candidate,
+    publish_model_card,
     push_to_production,
     register_in_sandbox,
 )
@@ -19,6 +21,20 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["candidate", "model_input", "production_workspace", "params:registration"],
                 "gate_evaluation",
                 name="evaluate_candidate",
+            ),
+            node(
+                build_model_card,
+                [
+                    "candidate",
+                    "champion",
+                    "gate_evaluation",
+                    "data_report",
+                    "model_input",
+                    "real_pictures",
+                    "params:registration",
+                ],
+                ["model_card", "model_card_pictures"],
+                name="build_model_card",
             ),
             node(
                 register_in_sandbox,
@@ -42,6 +58,19 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ],
                 "production_model_version",
                 name="push_to_production",
+            ),
+            node(
+                publish_model_card,
+                [
+                    "model_card",
+                    "model_card_pictures",
+                    "sandbox_model_version",
+                    "production_model_version",
+                    "sandbox_workspace",
+                    "production_workspace",
+                ],
+                "published_model_card",
+                name="publish_model_card",
             ),
         ],
         tags="registration",

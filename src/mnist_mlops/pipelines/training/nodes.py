@@ -82,7 +82,7 @@ def _train(
     model = build_model(architecture, hyperparameters, total_steps=1)
     model.set_weights(outcome.weights)
     metrics = {
-        **_accuracies(model, model_input.load()),
+        **_evaluate(model, model_input.load()),
         **_timings(outcome, started_at, returned_at, hyperparameters["batch_size"]),
     }
     logger.info(
@@ -110,8 +110,8 @@ def _train(
     )
 
 
-def _accuracies(model: Any, arrays: dict[str, np.ndarray]) -> dict[str, float]:
-    """The trained model's validation and test accuracy, and test loss, computed in the driver."""
+def _evaluate(model, arrays: dict[str, np.ndarray]) -> dict[str, float]:
+    """The trained model's validation accuracy, test accuracy and test loss, in the driver."""
     _, validation_accuracy = model.evaluate(
         evaluation_dataset(arrays["validation_images"], arrays["validation_labels"]), verbose=0
     )
@@ -126,9 +126,9 @@ def _accuracies(model: Any, arrays: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def _timings(
-    outcome: FitOutcome, started_at: float, returned_at: float, batch_size: int
+    outcome: FitOutcome, started_at: float, returned_at: float, global_batch: int
 ) -> dict[str, float]:
-    """Where a strategy's wall time went, and its training throughput."""
+    """Where a strategy's time went, from its call (``started_at``) to now (evaluation done)."""
     clock = outcome.clock
     return {
         "wall_time_s": time.time() - started_at,
@@ -139,7 +139,7 @@ def _timings(
         # From the end of the last epoch until the driver holds the weights: fit returning,
         # the workers' pid gather, and (distributed) the Spark job finishing.
         "teardown_s": returned_at - clock.ended_at,
-        "images_per_s": (outcome.images_trained - batch_size) / max(clock.train_s, 1e-9),
+        "images_per_s": clock.timed_steps * global_batch / max(clock.train_s, 1e-9),
     }
 
 

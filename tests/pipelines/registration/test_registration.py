@@ -6,6 +6,7 @@ import mlflow
 import numpy as np
 import pytest
 
+from mnist_mlops.datasets import PictureSetDataset
 from mnist_mlops.pipelines.registration.nodes import (
     GateError,
     evaluate_candidate,
@@ -15,7 +16,7 @@ from mnist_mlops.pipelines.registration.nodes import (
 )
 from mnist_mlops.registry import LINEAGE_TAG
 from mnist_mlops.workspaces import WorkspaceError
-from tests.conftest import workspace
+from tests.conftest import REAL_PICTURES, workspace
 
 DATA_REPORT = {"sha256": {"test_images": "ab" * 32}}
 
@@ -37,7 +38,8 @@ def _register(servers, tiny_model, small_model_input, params, production=None):
     production = production or workspace(servers["production"], "production")
     champion = {"strategy": "single_node", "run_id": "strategy-run"}
     candidate = log_candidate(tiny_model, champion)
-    evaluation = evaluate_candidate(candidate, small_model_input, production, params)
+    pictures = PictureSetDataset(filepath=str(REAL_PICTURES)).load()
+    evaluation = evaluate_candidate(candidate, small_model_input, pictures, production, params)
     return candidate, register_in_sandbox(candidate, evaluation, DATA_REPORT, sandbox, params)
 
 

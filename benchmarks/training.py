@@ -70,6 +70,7 @@ def plain_fit(bundle: ArrayBundle, hyperparameters: dict[str, Any]) -> dict[str,
         callbacks=[progress],
         verbose=0,
     )
+    returned = time.time()
     _, test_accuracy = model.evaluate(
         evaluation_dataset(arrays["test_images"], arrays["test_labels"]), verbose=0
     )
@@ -78,7 +79,8 @@ def plain_fit(bundle: ArrayBundle, hyperparameters: dict[str, Any]) -> dict[str,
         "test_accuracy": test_accuracy,
         "wall_time_s": time.time() - started,
         "startup_s": clock.first_step_at - started,
-        "images_per_s": (progress.batches - 1) * batch / clock.train_s,
+        "teardown_s": returned - clock.ended_at,
+        "images_per_s": clock.timed_steps * batch / clock.train_s,
     }
 
 
@@ -124,24 +126,26 @@ class Runs:
         print(
             f"{name}: test accuracy {100 * metrics['test_accuracy']:.2f}%, "
             f"{metrics['images_per_s']:.0f} images/s, start-up {metrics['startup_s']:.1f} s, "
-            f"wall {metrics['wall_time_s']:.1f} s",
+            f"teardown {metrics['teardown_s']:.1f} s, wall {metrics['wall_time_s']:.1f} s",
             flush=True,
         )
 
     def table(self) -> str:
-        """Medians per configuration; start-up without each configuration's first run."""
+        """Medians per configuration (start-up: runs after the first; teardown: the longest)."""
         baseline = statistics.median(r["images_per_s"] for r in self.runs[BASELINE])
         lines = [
             f"{'configuration':32} {'test acc %':>10} {'wall s':>7} {'start-up s':>10} "
-            f"{'images/s':>9} {'vs baseline':>11}"
+            f"{'teardown s':>10} {'images/s':>9} {'vs baseline':>11}"
         ]
         for name, results in self.runs.items():
             speed = statistics.median(r["images_per_s"] for r in results)
             accuracy = statistics.median(100 * r["test_accuracy"] for r in results)
             wall = statistics.median(r["wall_time_s"] for r in results)
             startup = statistics.median(r["startup_s"] for r in results[1:] or results)
+            teardown = max(r["teardown_s"] for r in results)  # a tail shows in the worst run
             lines.append(
-                f"{name:32} {accuracy:10.2f} {wall:7.1f} {startup:10.1f} {speed:9.0f} "
+                f"{name:32} {accuracy:10.2f} {wall:7.1f} {startup:10.1f} {teardown:10.1f} "
+                f"{speed:9.0f} "
                 f"{speed / baseline:10.2f}x"
             )
         return "\n".join(lines)

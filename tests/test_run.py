@@ -1,9 +1,18 @@
-"""A whole ``kedro run`` through a KedroSession on the embedded defaults, with tiny parameters.
+"""One whole ``kedro run`` on the embedded defaults, as a user types it, checked end to end.
 
-No workspace variable is set: the two local stores land in a scratch directory.
+The run is a subprocess (so the C++ and JVM lines are in its output too), with tiny parameters:
+640 images, one epoch, all four strategies (custom trains both architectures), registration in
+the local sandbox store, the push to the local production store, deploy with its scoring server;
+then batch scoring with the promoted model. No workspace variable is set: the two local stores
+land in the scratch project. Several tests read the one run.
 """
 
 import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -11,39 +20,100 @@ import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from tests.conftest import PROJECT_ROOT, RAW_MNIST
+from tests.conftest import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+
+# Lines that may say WARN(ING), each with where it comes from and why it stays.
+ALLOWED_WARNINGS = {
+    # TensorFlow's shared libraries log "I0000 ... cudart_stub.cc ... Could not find cuda drivers"
+    # while they load, before any log configuration exists; absl prefixes it with this notice.
+    # Neither TF_CPP_MIN_LOG_LEVEL (even 3) nor anything else in-process reaches it (measured).
+    r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$",
+    # Not a warning: Spark says at which level its log starts.
+    r'^Setting default log level to "WARN"\.$',
+    # The JVM announces the incubator module Spark 4 itself adds to its command line.
+    r"^WARNING: Using incubator modules: jdk\.incubator\.vector$",
+    # pip's pyspark ships no native Hadoop library; the Java fallback is what every pip user runs.
+    r"WARN NativeCodeLoader: Unable to load native-hadoop library for your platform",
+    # kedro-mlflow's KedroPipelineModel has no type hints and MLflow says so when Kedro's CLI
+    # imports the plugin's commands, before any code of this project runs.
+    r"WARNING .*mlflow/pyfunc/utils/data_validation\.py:\d+: UserWarning: .*Add type hints to the "
+    r"`predict` method",
+}
+PARAMS = {
+    "data_prep.max_train_images": 640,
+    "data_prep.validation_images": 300,
+    "training.strategies": "single_node+local+distributed+custom",
+    "training.architectures": "lean_cnn+original_cnn",  # custom trains both
+    "training.hyperparameters.epochs": 1,
+    "training.hyperparameters.batch_size": 64,
+    "registration.min_test_accuracy": 0.3,
+    "deployment.min_test_accuracy": 0.3,
+    "deployment.min_photo_accuracy": 0.0,
+    "deployment.infra_requests": 1,
+}
+# What a user on the embedded defaults has: no workspace or MLflow variable.
+UNSET = re.compile(r"^(AZURE_|GCP_|MLFLOW_|SPARK_MASTER$)")
 
 
-@pytest.fixture
-def project_dir(tmp_path, monkeypatch):
-    """A scratch project directory: raw data linked in, every output and store written here."""
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "01_raw").symlink_to(RAW_MNIST.parent)
-    monkeypatch.chdir(tmp_path)  # the embedded defaults are relative: mlruns/ lands here
-    for variable in ("AZURE_MLFLOW_ARTIFACT_LOCATION", "GCP_MLFLOW_ARTIFACT_LOCATION"):
-        monkeypatch.delenv(variable, raising=False)
-    return tmp_path
+@pytest.fixture(scope="module")
+def project_dir(tmp_path_factory) -> Path:
+    """A project folder whose outputs and MLflow stores land in a scratch directory."""
+    project = tmp_path_factory.mktemp("default-run")
+    (project / "data").mkdir()
+    (project / "data" / "01_raw").symlink_to(PROJECT_ROOT / "data" / "01_raw")
+    for shared in ("conf", "pyproject.toml"):
+        (project / shared).symlink_to(PROJECT_ROOT / shared)
+    (project / "src").mkdir()  # Kedro wants the folder; the package is installed
+    return project
 
 
-def test_kedro_run_trains_compares_and_tracks_every_strategy(project_dir, spark):
-    bootstrap_project(PROJECT_ROOT)
-    runtime_params = {
-        "data_prep": {"max_train_images": 640, "validation_images": 300},
-        "training": {
-            "strategies": "single_node+local+distributed+custom",
-            "architectures": "lean_cnn+original_cnn",  # custom trains both
-            "hyperparameters": {"epochs": 1, "batch_size": 64, "learning_rate": 0.003},
-        },
-        "registration": {"min_test_accuracy": 0.3},
-        "deployment": {"min_test_accuracy": 0.3, "min_photo_accuracy": 0.0, "infra_requests": 1},
-    }
-    with KedroSession.create(
-        project_path=project_dir,
-        conf_source=str(PROJECT_ROOT / "conf"),
-        runtime_params=runtime_params,
-    ) as session:
-        session.run()
+@pytest.fixture(scope="module")
+def run_output(project_dir) -> str:
+    """``kedro run --params ...`` in the scratch project; its whole output (stdout and stderr)."""
+    env = {key: value for key, value in os.environ.items() if not UNSET.match(key)}
+    env["COLUMNS"] = "400"  # one line per log record: no wrapped messages
+    command = [str(Path(sys.executable).parent / "kedro"), "run", "--params"]
+    command.append(",".join(f"{key}={value}" for key, value in PARAMS.items()))
+    run = subprocess.run(
+        command,
+        cwd=project_dir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=1200,
+    )
+    assert run.returncode == 0, run.stdout[-5000:]
+    return run.stdout
 
+
+def test_a_default_run_is_quiet_and_ends_on_its_summary(project_dir, run_output):
+    assert "ERROR" not in run_output and "E0000" not in run_output
+    warnings = [line for line in run_output.splitlines() if re.search(r"\bWARN(ING)?\b", line)]
+    unexpected = [w for w in warnings if not any(re.search(a, w) for a in ALLOWED_WARNINGS)]
+    assert not unexpected, "\n".join(unexpected)
+
+    summary = (project_dir / "data/08_reporting/run_summary.md").read_text()
+    assert summary.startswith("# Run summary: __default__ (env local)")
+    assert run_output.rstrip().endswith(summary.rstrip())  # printed last, after Kedro's lines
+    for heading in ("## Training", "## Registration", "## Deployment", "## Reports", "## Next"):
+        assert heading in summary
+    assert "| local/lean_cnn | 1 |" in summary and "| custom/lean_cnn | 2 |" in summary
+    assert "mnist-cnn version 1 is production" in " ".join(summary.split())
+    assert "- strategy comparison chart: `data/08_reporting/strategy_comparison.png`" in summary
+    mlflow.set_tracking_uri(f"sqlite:///{project_dir}/mlruns/sandbox.db")
+    (parent,) = mlflow.search_runs(
+        experiment_names=["mnist-mlops"],
+        filter_string="tags.`mlflow.runName` = '__default__'",
+        output_format="list",
+    )
+    logged = mlflow.artifacts.load_text(f"{parent.info.artifact_uri}/run_summary.md")
+    assert logged == summary
+
+
+def test_kedro_run_trains_compares_and_tracks_every_strategy(project_dir, run_output):
     comparison = pd.read_csv(project_dir / "data/08_reporting/strategy_comparison.csv")
     rows = comparison[["strategy", "architecture"]].itertuples(index=False, name=None)
     assert sorted(rows) == [
@@ -104,7 +174,13 @@ def test_kedro_run_trains_compares_and_tracks_every_strategy(project_dir, spark)
     card = {a.path for a in production.list_artifacts(pushed.run_id, "model_card")}
     assert {"model_card/model_card.html", "model_card/confusion_matrix.png"} <= card
 
-    # Batch scoring with the model just promoted: `kedro run --pipeline batch_predict --env gcp`.
+
+def test_batch_predict_scores_with_the_promoted_model(project_dir, run_output, monkeypatch):
+    """`kedro run --pipeline batch_predict --env gcp` after the run promoted version 1."""
+    monkeypatch.chdir(project_dir)  # the embedded stores are relative to the project
+    for variable in ("AZURE_MLFLOW_ARTIFACT_LOCATION", "GCP_MLFLOW_ARTIFACT_LOCATION"):
+        monkeypatch.delenv(variable, raising=False)
+    bootstrap_project(PROJECT_ROOT)
     with KedroSession.create(
         project_path=project_dir, conf_source=str(PROJECT_ROOT / "conf"), env="gcp"
     ) as session:

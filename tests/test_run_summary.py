@@ -76,6 +76,17 @@ def test_a_whole_run_reads_from_table_to_next_command():
     assert "\n- roll back: `kedro run --pipeline deploy" in lines
 
 
+def test_a_rerun_on_the_same_model_says_which_versions_it_already_is():
+    outputs = _whole_flow()
+    outputs["sandbox_model_version"]["already_registered"] = True
+    outputs["production_model_version"]["already_pushed"] = True
+    text = _words(render("Run summary: registration", outputs, REGISTRATION, {}))
+
+    assert "Already registered (same fingerprint), nothing added: mnist-cnn version 7" in text
+    assert "Already in the production registry as mnist-cnn version 4" in text
+    assert "Registered mnist-cnn" not in text and "Pushed to" not in text
+
+
 def test_only_the_parts_the_run_had():
     outputs = _whole_flow()
     sandbox_only = {k: outputs[k] for k in ("strategy_comparison", "champion")}

@@ -19,14 +19,25 @@ from mnist_mlops.spark_cluster import Cluster
 from tests.conftest import PROJECT_ROOT, RAW_MNIST
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    cluster = Cluster(state_dir=tmp_path / "cluster", port=free_port(), webui_port=free_port())
+@pytest.fixture(scope="module")
+def standalone(tmp_path_factory):
+    """One standalone cluster for the module's runs: starting one costs ~25 s."""
+    state_dir = tmp_path_factory.mktemp("cluster")
+    cluster = Cluster(state_dir=state_dir, port=free_port(), webui_port=free_port())
     state = cluster.up(workers=2, cores=1, memory="1500m")
     assert state["aliveworkers"] == 2
     yield cluster
     cluster.down()
     assert cluster.status() is None
+
+
+@pytest.fixture
+def cluster(standalone):
+    """The module's cluster with both workers alive and no log left by an earlier run."""
+    assert standalone.status()["aliveworkers"] == 2
+    for app in standalone.state_dir.glob("worker-*-work/*"):  # finished applications only
+        shutil.rmtree(app, ignore_errors=True)
+    return standalone
 
 
 def scratch_project(root: Path) -> Path:
@@ -207,13 +218,16 @@ sys.exit(main())
 """
 
 
+TIMEOUT_S = 900
+
+
 def test_a_worker_raising_fails_the_node_quickly_and_names_the_worker(cluster, tmp_path):
     project = scratch_project(tmp_path)
     command = kedro_train(
         "data_prep.max_train_images=640",
         "training.hyperparameters.epochs=1",
         "training.hyperparameters.batch_size=64",
-        "training.timeout_s=300",
+        f"training.timeout_s={TIMEOUT_S}",
         "registration.min_test_accuracy=0",  # without the fault, the run would register
         to_nodes=None,
     )
@@ -224,12 +238,14 @@ def test_a_worker_raising_fails_the_node_quickly_and_names_the_worker(cluster, t
         env=environment(cluster),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=TIMEOUT_S + 300,
     )
     elapsed = time.monotonic() - started_at
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert elapsed < 150, elapsed  # well under training.timeout_s: rank 0 is not waited for
+    # Rank 0 is not waited for: the run ends on rank 1's error, not on training.timeout_s (how
+    # long it takes depends on the load: 77 s in one full-suite run, 221 s at a load average of 12).
+    assert elapsed < TIMEOUT_S, elapsed
     # The driver's error names the worker, its executor and its exception.
     assert re.search(
         r"DistributedTrainingError: worker 1 \(executor \d+ at [\w.-]+:\d+, pid \d+ on "

@@ -10,6 +10,8 @@ from mnist_mlops.workspaces import Workspace
 
 LINEAGE_TAG = "mnist.lineage"
 TEST_ACCURACY_TAG = "mnist.test_accuracy"
+# SHA-256 of what a version serves (serving.pyfunc.fingerprint): one version per served model.
+FINGERPRINT_TAG = "mnist.fingerprint"
 # How long a new version may stay PENDING_REGISTRATION (MLflow's await_creation_for).
 AWAIT_CREATION_S = 120
 
@@ -22,6 +24,14 @@ def ensure_registered_model(client: Any, name: str) -> None:
         if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
         client.create_registered_model(name)
+
+
+def versions_with_fingerprint(client: Any, name: str, fingerprint: str) -> list[Any]:
+    """The versions of ``name`` tagged with ``fingerprint``, oldest first."""
+    found = client.search_model_versions(
+        f"name = '{name}' and tags.`{FINGERPRINT_TAG}` = '{fingerprint}'"
+    )
+    return sorted(found, key=lambda version: int(version.version))
 
 
 def version_with_alias(workspace: Workspace, name: str, alias: str) -> Any | None:

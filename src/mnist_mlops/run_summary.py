@@ -104,10 +104,16 @@ def registration_section(
             )
         lines.append(decision + ".")
     if sandbox is not None:
-        lines.append(f"Registered {sandbox['name']} version {sandbox['version']} in the sandbox.")
-    if production is not None:
         lines.append(
-            f"Pushed to the production registry as {production['name']} version "
+            f"Already registered (same fingerprint), nothing added: {sandbox['name']} version "
+            f"{sandbox['version']} in the sandbox."
+            if sandbox.get("already_registered")
+            else f"Registered {sandbox['name']} version {sandbox['version']} in the sandbox."
+        )
+    if production is not None:
+        pushed = "Already in" if production.get("already_pushed") else "Pushed to"
+        lines.append(
+            f"{pushed} the production registry as {production['name']} version "
             f"{production['version']} (lineage {production['lineage']})."
         )
     return [*lines, ""]

@@ -17,16 +17,19 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zlib
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mnist_mlops.serving.process import ScoringProcess, free_port
+from mnist_mlops.workspaces import Workspace
 from tests.conftest import PROJECT_ROOT
 from tests.serving.conftest import TOKEN, post, raw_exchange, read_until_closed, status_and_json
 
@@ -73,6 +76,28 @@ def registry(registry_uri, tmp_path_factory):
     (broken / "python_model.pkl").write_bytes(b"not a pickle")
     client.create_model_version("mnist-cnn", source=str(broken))
     return {"uri": uri, "client": client}
+
+
+def test_a_server_and_a_workspace_download_leave_no_temporary_file(registry, tmp_path, monkeypatch):
+    """The server's log (this process) and its downloads (the server's) while it runs, nothing
+    once it has stopped; a workspace's ``load_pyfunc`` leaves nothing either."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    env = {"MLFLOW_TRACKING_URI": registry["uri"], "TMPDIR": str(temporary)}
+
+    def left() -> list[str]:
+        # ONNX Runtime keeps its telemetry session id in $TMPDIR/.ses on purpose, across runs.
+        return sorted(path.name for path in temporary.iterdir() if path.name != ".ses")
+
+    with ScoringProcess.for_model("models:/mnist-cnn/1", env=env, ready_timeout_s=300):
+        made = left()
+    assert {name.split("-")[0] for name in made} == {"mnist", "scoring"}, made  # seen made here
+    assert left() == []
+
+    model = Workspace("production", registry["uri"]).load_pyfunc("models:/mnist-cnn/1")
+    assert left() == []
+    assert model.predict(np.zeros((1, 28, 28), dtype=np.float32))["digit"].size == 1
 
 
 @pytest.fixture(scope="module")

@@ -83,3 +83,21 @@ def test_thin_strokes_are_thickened_toward_mnist():
 def test_unreadable_pictures_say_why(picture, message):
     with pytest.raises(InvalidInput, match=message):
         digit_candidates(picture)
+
+
+def test_long_runs_are_found_exactly():
+    """The line search's opening by a vertical line, against runs counted one by one."""
+    from mnist_mlops.serving.preprocessing import _runs_at_least
+
+    mask = np.random.default_rng(3).random((40, 30)) < 0.6
+    for length in (1, 2, 4, 5):
+        expected = np.zeros_like(mask)
+        for col in range(mask.shape[1]):
+            row = 0
+            while row < mask.shape[0]:
+                end = row
+                while end < mask.shape[0] and mask[end, col]:
+                    end += 1
+                expected[row:end, col] = end - row >= length
+                row = end + 1
+        np.testing.assert_array_equal(_runs_at_least(mask, length), expected)

@@ -2,6 +2,7 @@
 artifacts, and the next run completes once the store is back."""
 
 import os
+import tempfile
 
 import mlflow
 import pytest
@@ -63,7 +64,8 @@ def _every_version_loads(production: Workspace) -> list[str]:
     with production.session() as client:
         versions = client.search_model_versions(f"name = '{REGISTRATION.model_name}'")
     for version in versions:
-        production.download(f"models:/{version.name}/{version.version}")
+        with tempfile.TemporaryDirectory() as folder:
+            production.download(f"models:/{version.name}/{version.version}", folder)
     return sorted(v.version for v in versions)
 
 

@@ -75,7 +75,11 @@ def download(model_uri: str, root: Path) -> Download:
     name, version = registered_version(model_uri)
     pinned = f"models:/{name}/{version}" if version != "unknown" else model_uri
     folder = Path(tempfile.mkdtemp(prefix=f"v{version}-", dir=root))
-    path = mlflow.artifacts.download_artifacts(pinned, dst_path=str(folder))
+    try:
+        path = mlflow.artifacts.download_artifacts(pinned, dst_path=str(folder))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     return Download(folder, Path(path), name, version)
 
 
@@ -117,6 +121,7 @@ class ModelFollower:
 
     async def check(self) -> None:
         """Swap in the alias's version if it moved; on any failure keep serving the current."""
+        downloaded = None
         try:
             _, version = await asyncio.to_thread(registered_version, self.model_uri)
             if self.current is None or version == self.current.version:
@@ -125,6 +130,8 @@ class ModelFollower:
             downloaded = await asyncio.to_thread(download, self.model_uri, self.root)
             fresh = await asyncio.to_thread(load, downloaded, self.model_uri)
         except Exception as exc:  # whatever broke, the version being served keeps serving
+            if downloaded is not None:  # the next poll tries again with a fresh download
+                shutil.rmtree(downloaded.folder, ignore_errors=True)
             metrics.FAILED_SWAPS.inc()
             logger.error("not swapped in: %s failed to load: %r", self.model_uri, exc)
             return

@@ -25,6 +25,7 @@ import numpy as np
 SIDE = 28
 FIT = 20  # MNIST digits were fitted into 20 x 20, then centred by centre of mass in 28 x 28
 MAX_IMAGE_PIXELS = 4096 * 4096
+ORIENTATION = 0x0112  # the EXIF tag saying how a photo must be turned upright
 WORK_SIDE = 96  # the digit is searched for at this size: enough for 20 x 20, cheap to filter
 MIN_CONTRAST = 12.0  # grey levels: below this nothing stands out from the paper
 MNIST_STROKE = 0.12  # MNIST strokes are about 2.4 pixels wide in a 20-pixel digit
@@ -101,7 +102,9 @@ def _work_grayscale(data: bytes) -> np.ndarray:
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise InvalidInput(f"image of {image.width} x {image.height} pixels is too large")
             image.draft("L" if image.mode in ("L", "RGB") else image.mode, (WORK_SIDE, WORK_SIDE))
-            upright = ImageOps.exif_transpose(image)
+            # Only a rotated picture is transposed: exif_transpose copies even an upright one.
+            rotated = image.getexif().get(ORIENTATION, 1) != 1
+            upright = ImageOps.exif_transpose(image) if rotated else image
             scale = WORK_SIDE / max(upright.size)
             if scale < 1:
                 size = (max(1, round(upright.width * scale)), max(1, round(upright.height * scale)))
@@ -142,7 +145,9 @@ def _digit_inks(gray: np.ndarray) -> list[np.ndarray]:
         mask, parts, labels = _digit_parts(ink)
         if parts:
             top, left, bottom, right = _union_box(parts)
-            keep = np.isin(labels[top:bottom, left:right], [part.label for part in parts])
+            chosen = np.zeros(labels.max() + 1, dtype=bool)
+            chosen[[part.label for part in parts]] = True
+            keep = chosen[labels[top:bottom, left:right]]
             keep = _grow(keep & mask[top:bottom, left:right])  # the strokes' soft edges
             found.append(
                 (max(bottom - top, right - left), np.where(keep, ink[top:bottom, left:right], 0.0))
@@ -153,26 +158,44 @@ def _digit_inks(gray: np.ndarray) -> list[np.ndarray]:
 
 
 def _background(gray: np.ndarray, light: bool) -> np.ndarray:
-    """The paper under the ink: a closing (light paper) or opening (dark) wider than strokes."""
+    """The paper under the ink: a closing (light paper) or opening (dark) wider than strokes.
+
+    As four 1-D filters: SciPy's ``grey_closing`` does the same with more overhead (measured).
+    """
     from scipy import ndimage
 
-    size = (max(3, max(gray.shape) // 5),) * 2
-    return (ndimage.grey_closing if light else ndimage.grey_opening)(gray, size=size)
+    size = max(3, max(gray.shape) // 5)
+    first, then = (
+        (ndimage.maximum_filter1d, ndimage.minimum_filter1d)
+        if light
+        else (ndimage.minimum_filter1d, ndimage.maximum_filter1d)
+    )
+    for filter1d in (first, then):
+        gray = filter1d(filter1d(gray, size, axis=0), size, axis=1)
+    return gray
 
 
 def _grow(mask: np.ndarray) -> np.ndarray:
     """A binary dilation by one pixel (a cross); in slices, as SciPy's call overhead is larger
     than the work here."""
-    padded = np.pad(mask, 1)
-    grown = padded.copy()
-    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
-        grown[1:-1, 1:-1] |= padded[dy : dy + mask.shape[0], dx : dx + mask.shape[1]]
-    return grown[1:-1, 1:-1]
+    grown = mask.copy()
+    grown[1:] |= mask[:-1]
+    grown[:-1] |= mask[1:]
+    grown[:, 1:] |= mask[:, :-1]
+    grown[:, :-1] |= mask[:, 1:]
+    return grown
 
 
 def _shrink(mask: np.ndarray) -> np.ndarray:
     """A binary erosion by one pixel (a cross; outside the picture counts as empty)."""
-    return ~_grow(~np.pad(mask, 1))[1:-1, 1:-1]
+    shrunk = mask.copy()
+    shrunk[1:] &= mask[:-1]
+    shrunk[:-1] &= mask[1:]
+    shrunk[:, 1:] &= mask[:, :-1]
+    shrunk[:, :-1] &= mask[:, 1:]
+    shrunk[[0, -1]] = False
+    shrunk[:, [0, -1]] = False
+    return shrunk
 
 
 def _stroke_width(strokes: np.ndarray) -> float:
@@ -194,11 +217,7 @@ def _digit_parts(ink: np.ndarray) -> tuple[np.ndarray, list[_Part], np.ndarray]:
         return np.zeros(ink.shape, bool), [], np.zeros(ink.shape, dtype=np.int32)
     # Relative to the strongest ink, so that fainter ruled lines or grids (often more pixels than
     # the digit) fall below it.
-    strongest = float(
-        np.partition(standing_out, int(0.97 * (standing_out.size - 1)))[
-            int(0.97 * (standing_out.size - 1))
-        ]
-    )
+    strongest = _quantile(standing_out, 0.97)
     mask = ink > max(0.4 * strongest, MIN_CONTRAST)
     mask &= ~_long_thin_lines(mask)
     labels, count = ndimage.label(_grow(mask), np.ones((3, 3)))
@@ -215,35 +234,58 @@ def _digit_parts(ink: np.ndarray) -> tuple[np.ndarray, list[_Part], np.ndarray]:
     return mask, _with_neighbours(main, parts), labels
 
 
+def _quantile(values: np.ndarray, q: float) -> float:
+    """The value at quantile ``q`` (the lower one; a partial sort, cheaper than np.percentile)."""
+    at = int(q * (values.size - 1))
+    return float(np.partition(values, at)[at])
+
+
 def _long_thin_lines(mask: np.ndarray) -> np.ndarray:
     """Horizontal and vertical lines across most of the picture: rules, grids, frames, axes.
 
     Only thin lines (a few pixels across) that run at least 85% of the picture's width or height
     qualify: no digit is that long, so a stroke crossing such a line keeps all but the crossing.
     """
-    from scipy import ndimage
-
-    lines = np.zeros(mask.shape, dtype=bool)
-    m = mask.astype(np.uint8)
     thick = max(3, max(mask.shape) // 40)
-    for along in (0, 1):
-        across = 1 - along
-        length = int(0.85 * mask.shape[along])
-        coverage = ndimage.uniform_filter1d(m.sum(axis=along).astype(np.float32), 3) * 3
-        if coverage.max() < length:
-            continue  # no line that long: skip the filters
-        # thin across: not kept by an opening across; then widened by a pixel for slight tilt
-        thin = m & ~_opening1d(m, thick + 1, across).astype(bool)
-        thin = ndimage.maximum_filter1d(thin.astype(np.uint8), 3, axis=across)
-        lines |= _opening1d(thin, length, along).astype(bool)
-    return lines & mask
+    return (_vertical_lines(mask, thick) | _vertical_lines(mask.T, thick).T) & mask
 
 
-def _opening1d(m: np.ndarray, length: int, axis: int) -> np.ndarray:
-    from scipy import ndimage
+def _vertical_lines(mask: np.ndarray, thick: int) -> np.ndarray:
+    """Thin vertical lines (at most ``thick`` across, give or take a pixel of tilt) running 85% of
+    the height; searched only in the columns that have that much ink, near them."""
+    length = int(0.85 * mask.shape[0])
+    counts = mask.sum(axis=0)
+    coverage = counts.copy()  # ink in each column and its two neighbours
+    coverage[1:] += counts[:-1]
+    coverage[:-1] += counts[1:]
+    columns = np.flatnonzero(coverage >= length)
+    lines = np.zeros(mask.shape, dtype=bool)
+    if not columns.size:
+        return lines  # no line that long: nothing more to look at
+    thin = mask & ~_runs_at_least(mask.T, thick + 1).T  # short across
+    widened = thin.copy()  # by a pixel either side, for a slight tilt
+    widened[:, 1:] |= thin[:, :-1]
+    widened[:, :-1] |= thin[:, 1:]
+    lines[:, columns] = _runs_at_least(widened[:, columns], length)
+    return lines
 
-    eroded = ndimage.minimum_filter1d(m, length, axis=axis)
-    return ndimage.maximum_filter1d(eroded, length, axis=axis)
+
+def _runs_at_least(mask: np.ndarray, length: int) -> np.ndarray:
+    """The pixels of vertical runs at least ``length`` long: a binary opening by a vertical line.
+
+    From the runs' ends rather than SciPy's min and max filters: exact (their opening by an even
+    length is a pixel off) and 1.2x faster on these masks (measured).
+    """
+    columns = np.zeros((mask.shape[1], mask.shape[0] + 2), dtype=np.int8)
+    columns[:, 1:-1] = mask.T
+    edges = np.diff(columns, axis=1)
+    start_cols, starts = np.nonzero(edges == 1)  # by column, then row: runs pair up in order
+    end_cols, ends = np.nonzero(edges == -1)
+    long = ends - starts >= length
+    marks = np.zeros((mask.shape[1], mask.shape[0] + 1), dtype=np.int8)
+    marks[start_cols[long], starts[long]] = 1
+    marks[end_cols[long], ends[long]] = -1
+    return (np.cumsum(marks, axis=1)[:, :-1] > 0).T
 
 
 def _is_clutter(part: _Part, labels: np.ndarray, shape: tuple[int, int]) -> bool:
@@ -302,7 +344,7 @@ def _mnist_like(ink: np.ndarray) -> np.ndarray:
     from scipy import ndimage
 
     strokes = ink > 0.4 * ink.max()
-    ink = np.clip(ink * (255.0 / np.percentile(ink[strokes], 75)), 0, 255)
+    ink = np.clip(ink * (255.0 / _quantile(ink[strokes], 0.75)), 0, 255)
     width = _stroke_width(strokes)  # thin pens look unlike MNIST: thicken them
     wanted = MNIST_STROKE * max(ink.shape)
     if width < 0.6 * wanted:
@@ -319,10 +361,10 @@ def _mnist_like(ink: np.ndarray) -> np.ndarray:
 
 def _centre_by_mass(digit: np.ndarray) -> np.ndarray:
     canvas = np.zeros((SIDE, SIDE), dtype=np.float32)
-    total = digit.sum()
-    rows, cols = np.indices(digit.shape)
-    centre_row = (rows * digit).sum() / total if total else digit.shape[0] / 2
-    centre_col = (cols * digit).sum() / total if total else digit.shape[1] / 2
+    total = float(digit.sum())
+    rows, cols = digit.sum(axis=1), digit.sum(axis=0)
+    centre_row = rows @ np.arange(len(rows)) / total if total else digit.shape[0] / 2
+    centre_col = cols @ np.arange(len(cols)) / total if total else digit.shape[1] / 2
     top = int(np.clip(round(SIDE / 2 - centre_row), 0, SIDE - digit.shape[0]))
     left = int(np.clip(round(SIDE / 2 - centre_col), 0, SIDE - digit.shape[1]))
     canvas[top : top + digit.shape[0], left : left + digit.shape[1]] = digit

@@ -28,7 +28,8 @@ class ScoringProcess:
     """``python -m mnist_mlops.serving.server`` (or any HTTP server command) as a subprocess.
 
     Use as a context manager: entering starts it and waits until ``health_path`` answers;
-    leaving stops it.
+    leaving stops it. Its output goes to a temporary log file (``log_path``) while it runs;
+    ``stop`` deletes the file and keeps its last lines for ``log_tail``.
     """
 
     def __init__(
@@ -54,7 +55,10 @@ class ScoringProcess:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         self.ready_timeout_s = ready_timeout_s
-        self.log_path = Path(tempfile.mkstemp(prefix="scoring-server-", suffix=".log")[1])
+        descriptor, log_path = tempfile.mkstemp(prefix="scoring-server-", suffix=".log")
+        os.close(descriptor)  # ``start`` opens it by name, once per start
+        self.log_path = Path(log_path)
+        self._stopped_log = ""  # the log's last lines, once ``stop`` has deleted it
         self.process: subprocess.Popen | None = None
         self.ready_after_s = float("nan")
 
@@ -70,8 +74,9 @@ class ScoringProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def log_tail(self, lines: int = 15) -> str:
+        """The last lines of the server's output, running or stopped."""
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        return "\n".join((text or self._stopped_log).splitlines()[-lines:])
 
     def start(self) -> None:
         with open(self.log_path, "wb") as log:
@@ -87,6 +92,7 @@ class ScoringProcess:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         while time.monotonic() - started < self.ready_timeout_s:
             if self.process.poll() is not None:
+                self.stop()  # deletes the log, keeps its tail
                 raise ServerNotReady(
                     f"the scoring server exited with code {self.process.returncode}; "
                     f"its last log lines:\n{self.log_tail()}"
@@ -105,6 +111,7 @@ class ScoringProcess:
         )
 
     def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after 20 s) and delete its log file."""
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -112,6 +119,9 @@ class ScoringProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        if self.log_path.exists():
+            self._stopped_log = self.log_tail(lines=100)
+            self.log_path.unlink()
 
     def __enter__(self) -> ScoringProcess:
         self.start()

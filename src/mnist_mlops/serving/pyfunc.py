@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ from mnist_mlops.serving import preprocessing
 from mnist_mlops.serving.preprocessing import InvalidInput, digit_candidates, pixels_from_array
 
 ONNX_ARTIFACT = "onnx_model"
+# The logged model's metadata key holding its fingerprint (see ``fingerprint``).
+FINGERPRINT_KEY = "fingerprint"
 _REQUIREMENTS = ("mlflow", "cloudpickle", "numpy", "pandas", "pillow", "scipy", "onnxruntime")
 # What ``predict`` returns, declared rather than inferred from an example: inferring it makes
 # MLflow warn that an integer column cannot hold missing values (the digit never is missing).
@@ -136,6 +140,52 @@ def _grappler_on_one_cpu() -> Iterator[None]:
         yield
 
 
+def _served_modules() -> tuple[Any, ...]:
+    """The modules pickled into the logged model by value: the code it serves with."""
+    return (preprocessing, sys.modules[__name__])
+
+
+def served_sources() -> dict[str, bytes]:
+    """The source of each module pickled into the logged model, by module name."""
+    return {module.__name__: Path(module.__file__).read_bytes() for module in _served_modules()}
+
+
+def fingerprint(onnx_path: str, sources: Mapping[str, bytes]) -> str:
+    """SHA-256 of what is served: the ONNX model's weights and the code logged with them.
+
+    Each initializer is hashed by its type, shape and bytes, and the digests are sorted: ONNX
+    names follow TensorFlow's variable names, which the same weights loaded in another process
+    may carry with other suffixes (``conv2d_1``), and the same weights must give the same
+    fingerprint. The sources are hashed by module name.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    tensors = (numpy_helper.to_array(t) for t in onnx.load(onnx_path).graph.initializer)
+    digests = sorted(
+        hashlib.sha256(f"{a.dtype.str}{a.shape}".encode() + a.tobytes()).hexdigest()
+        for a in tensors
+    )
+    digests += [
+        f"{name}:{hashlib.sha256(source).hexdigest()}" for name, source in sorted(sources.items())
+    ]
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()
+
+
+def _export_onnx(keras_model: Any, onnx_path: str) -> None:
+    """Convert the CNN to ONNX at ``onnx_path``: inputs (N, 28, 28) float32 named ``image``."""
+    import tensorflow as tf
+    import tf2onnx
+
+    with _grappler_on_one_cpu():
+        tf2onnx.convert.from_keras(
+            keras_model,
+            input_signature=(tf.TensorSpec((None, 28, 28), tf.float32, name="image"),),
+            opset=17,
+            output_path=onnx_path,
+        )
+
+
 def log_servable_model(
     keras_model: Any, *, name: str = "model", registered_model_name: str | None = None
 ) -> mlflow.models.model.ModelInfo:
@@ -145,21 +195,14 @@ def log_servable_model(
     predicts with nothing of this project installed; its requirements are pinned to this
     environment. The signature declares the outputs only: inputs are either pixel arrays or
     photos (``dataframe_records`` with an ``image`` column), which one tensor schema cannot say.
+    Its metadata holds the ``fingerprint`` of what it serves (key ``FINGERPRINT_KEY``).
     """
     import cloudpickle
-    import tensorflow as tf
-    import tf2onnx
 
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = str(Path(tmp) / "mnist_cnn.onnx")
-        with _grappler_on_one_cpu():
-            tf2onnx.convert.from_keras(
-                keras_model,
-                input_signature=(tf.TensorSpec((None, 28, 28), tf.float32, name="image"),),
-                opset=17,
-                output_path=onnx_path,
-            )
-        modules = [preprocessing, __import__(__name__, fromlist=["_"])]
+        _export_onnx(keras_model, onnx_path)
+        modules = _served_modules()
         for module in modules:
             cloudpickle.register_pickle_by_value(module)
         try:
@@ -171,6 +214,7 @@ def log_servable_model(
                 input_example=_example_digit(),
                 pip_requirements=[f"{package}=={version(package)}" for package in _REQUIREMENTS],
                 registered_model_name=registered_model_name,
+                metadata={FINGERPRINT_KEY: fingerprint(onnx_path, served_sources())},
             )
         finally:
             for module in modules:

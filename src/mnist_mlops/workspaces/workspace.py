@@ -118,23 +118,29 @@ class Workspace:
         except Exception as exc:
             raise self.error(exc) from self.scrubbed(exc)
 
-    def download(self, artifact_uri: str, dst_path: str | None = None) -> str:
+    def download(self, artifact_uri: str, dst_path: str) -> str:
         """Download ``models:/<name>/<version>``, ``models:/<name>@<alias>``, ``models:/<id>``
-        or an artifact URI of this workspace; the local path."""
+        or an artifact URI of this workspace into the caller's folder ``dst_path``; the local
+        path."""
         import mlflow
 
         with self.session() as client:
             return mlflow.artifacts.download_artifacts(
                 artifact_uri=_artifact_location(client, artifact_uri),
-                dst_path=dst_path or tempfile.mkdtemp(prefix=f"{self.name}-"),
+                dst_path=dst_path,
                 tracking_uri=self.tracking_uri,
             )
 
     def load_pyfunc(self, model_uri: str) -> Any:
-        """Download a model of this workspace and load it as a pyfunc."""
+        """Download a model of this workspace and load it as a pyfunc; the download is deleted.
+
+        The project's pyfunc reads its ONNX file into memory when it loads, so it needs no file
+        once loaded.
+        """
         import mlflow
 
-        return mlflow.pyfunc.load_model(self.download(model_uri))
+        with tempfile.TemporaryDirectory(prefix=f"{self.name}-") as folder:
+            return mlflow.pyfunc.load_model(self.download(model_uri, folder))
 
     def subprocess_env(self) -> dict[str, str]:
         """The environment of a subprocess working on this workspace alone: the variables of

@@ -1,6 +1,7 @@
 """The deploy pipeline against a real basic-auth production server holding pushed versions."""
 
 import json
+import uuid
 
 import mlflow
 import pytest
@@ -17,6 +18,7 @@ from mnist_mlops.pipelines.registration.nodes import (
     register_in_sandbox,
 )
 from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
+from mnist_mlops.serving import pyfunc
 from tests.conftest import REAL_PICTURES, workspace
 
 NAME = "deployed-cnn"  # its own model in the shared servers: the gate tests use mnist-cnn
@@ -35,11 +37,18 @@ PARAMS = {
 
 @pytest.fixture
 def push(servers, decent_model, monkeypatch):
-    """Push a new version of the decent model from the sandbox server to the production one."""
+    """Push a new version of the decent model from the sandbox server to the production one.
+
+    Registration is keyed on what is served: each push serves the same weights with its own
+    marker in the served code, so each is a new model, as after a preprocessing change.
+    """
+    sources = pyfunc.served_sources()
 
     def pushed_version() -> str:
         for key, value in servers["sandbox"].credentials.items():
             monkeypatch.setenv(key, value)
+        marker = {"push": uuid.uuid4().bytes}
+        monkeypatch.setattr(pyfunc, "served_sources", lambda: {**sources, **marker})
         mlflow.set_tracking_uri(servers["sandbox"].uri)
         mlflow.set_experiment("deploy-tests")
         with mlflow.start_run():
@@ -82,6 +91,13 @@ def aliases(servers):
     return found[0].aliases if found else {}
 
 
+def promote_directly(servers, version: str) -> str:
+    """Point production at ``version`` without a deploy run (the set-up of a later one)."""
+    with workspace(servers["production"], "production").session() as client:
+        client.set_registered_model_alias(NAME, "production", version)
+    return version
+
+
 def test_deploy_validates_describes_stages_infra_validates_and_promotes(
     servers, small_model_input, push
 ):
@@ -107,12 +123,11 @@ def test_deploy_validates_describes_stages_infra_validates_and_promotes(
 
 
 def test_failing_validation_leaves_production_unchanged(servers, small_model_input, push):
-    deploy_first = push()
-    deploy(servers, small_model_input, version=deploy_first)
+    current = promote_directly(servers, push())
     version = push()
     with pytest.raises(DeploymentError, match=r"below deployment\.min_test_accuracy 0\.9999"):
         deploy(servers, small_model_input, min_test_accuracy=0.9999)
-    assert aliases(servers)["production"] == deploy_first
+    assert aliases(servers)["production"] == current
     with workspace(servers["production"], "production").session() as client:
         status = client.get_model_version(NAME, version).tags["mnist.deploy_status"]
     assert status.startswith("rejected: test accuracy")
@@ -128,8 +143,7 @@ def test_failing_infra_validation_leaves_production_unchanged(servers, small_mod
 
 
 def test_rollback_moves_production_back(servers, small_model_input, push):
-    first = push()
-    deploy(servers, small_model_input, version=first)
+    first = promote_directly(servers, push())
     second = push()
     deploy(servers, small_model_input, version=second)
     assert aliases(servers)["previous-production"] == first

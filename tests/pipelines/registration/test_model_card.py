@@ -23,6 +23,7 @@ from mnist_mlops.pipelines.registration.nodes import (
 )
 from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
 from tests.conftest import REAL_PICTURES, workspace
+from tests.pipelines.registration.conftest import CHAMPION
 from tests.test_viz import CHROMIUM, CHROMIUM_ARGS
 
 NAME = "carded-cnn"  # its own model in the shared servers: no other test's aliases or versions
@@ -36,13 +37,6 @@ SECTIONS = [
     "Registration gate",
     "Lineage",
 ]
-CHAMPION = {
-    "strategy": "single_node",
-    "architecture": "lean_cnn",
-    "run_id": "strategy-run",
-    "params": {"epochs": 1, "batch_size": 64, "learning_rate": 0.003, "strategy": "single_node"},
-    "metrics": {"validation_accuracy": 0.5, "images_per_s": 900.0, "train_s": 1.0},
-}
 
 
 def deployment(**changes) -> DeploymentParameters:

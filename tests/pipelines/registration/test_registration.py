@@ -1,12 +1,18 @@
 """Registration against two real basic-auth MLflow servers."""
 
+import logging
 import time
 
 import mlflow
 import numpy as np
 import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+from kedro_datasets.json import JSONDataset
+from mlflow.exceptions import MlflowException
 
 from mnist_mlops.datasets import PictureSetDataset
+from mnist_mlops.pipelines.registration import create_pipeline, nodes
 from mnist_mlops.pipelines.registration.nodes import (
     GateError,
     evaluate_candidate,
@@ -14,23 +20,32 @@ from mnist_mlops.pipelines.registration.nodes import (
     push_to_production,
     register_in_sandbox,
 )
-from mnist_mlops.registry import LINEAGE_TAG
+from mnist_mlops.registry import FINGERPRINT_TAG, LINEAGE_TAG, TEST_ACCURACY_TAG
+from mnist_mlops.serving import preprocessing, pyfunc
 from mnist_mlops.workspaces import WorkspaceError
 from tests.conftest import REAL_PICTURES, workspace
+from tests.pipelines.registration.conftest import CHAMPION
 
-DATA_REPORT = {"sha256": {"test_images": "ab" * 32}}
+DATA_REPORT = {"sha256": {"test_images": "ab" * 32}, "splits": {"test": {"images": 1000}}}
 
 
 @pytest.fixture
-def sandbox_run(servers, monkeypatch):
-    """An active run on the sandbox server, its credentials process-wide as kedro-mlflow sets."""
+def sandbox_tracking(servers, monkeypatch):
+    """The sandbox server as MLflow's tracking server, its credentials process-wide as
+    kedro-mlflow sets them."""
     for key, value in servers["sandbox"].credentials.items():
         monkeypatch.setenv(key, value)
     mlflow.set_tracking_uri(servers["sandbox"].uri)
     mlflow.set_experiment("registration-tests")
+    yield
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture
+def sandbox_run(sandbox_tracking):
+    """An active run on the sandbox server."""
     with mlflow.start_run() as run:
         yield run
-    mlflow.set_tracking_uri(None)
 
 
 def _register(servers, tiny_model, small_model_input, params, production=None):
@@ -43,9 +58,13 @@ def _register(servers, tiny_model, small_model_input, params, production=None):
     return candidate, register_in_sandbox(candidate, evaluation, DATA_REPORT, sandbox, params)
 
 
-def _production_versions(servers, name="mnist-cnn"):
-    with workspace(servers["production"], "production").session() as client:
+def _versions(servers, which, name):
+    with workspace(servers[which], which).session() as client:
         return client.search_model_versions(f"name = '{name}'")
+
+
+def _production_versions(servers, name):
+    return _versions(servers, "production", name)
 
 
 def test_push_copies_a_working_model_with_lineage(
@@ -59,34 +78,36 @@ def test_push_copies_a_working_model_with_lineage(
     pushed = push_to_production(sandbox_version, sandbox, production, registration_params)
     print(f"push between the two real servers: {time.perf_counter() - started:.1f} s")
 
+    name = registration_params.model_name
     with production.session() as client:
-        version = client.get_model_version("mnist-cnn", pushed["version"])
+        version = client.get_model_version(name, pushed["version"])
         assert (
             version.tags[LINEAGE_TAG]
-            == f"{servers['sandbox'].uri}#mnist-cnn/{sandbox_version['version']}"
+            == f"{servers['sandbox'].uri}#{name}/{sandbox_version['version']}"
         )
         assert version.tags["mnist.source_version"] == sandbox_version["version"]
         assert version.tags["mnist.strategy"] == "single_node"
         assert version.tags["mnist.data_sha256.test_images"] == "ab" * 32
-    served = production.load_pyfunc(f"models:/mnist-cnn/{pushed['version']}")
+    served = production.load_pyfunc(f"models:/{name}/{pushed['version']}")
     production_digits = served.predict(test_images)["digit"]
     assert "Pa55word" not in repr(version)
-    sandbox_model = sandbox.load_pyfunc(f"models:/mnist-cnn/{sandbox_version['version']}")
+    sandbox_model = sandbox.load_pyfunc(f"models:/{name}/{sandbox_version['version']}")
     np.testing.assert_array_equal(sandbox_model.predict(test_images)["digit"], production_digits)
     expected = tiny_model.predict(test_images, verbose=0).argmax(axis=1)
     np.testing.assert_array_equal(production_digits, expected)
 
     # Re-running the push for the same sandbox version creates nothing new.
-    count = len(_production_versions(servers))
-    assert push_to_production(sandbox_version, sandbox, production, registration_params) == pushed
-    assert len(_production_versions(servers)) == count
+    count = len(_production_versions(servers, name))
+    again = push_to_production(sandbox_version, sandbox, production, registration_params)
+    assert again == {**pushed, "already_pushed": True}
+    assert len(_production_versions(servers, name)) == count
 
 
 def test_wrong_password_fails_clearly_and_registers_nothing(
     servers, sandbox_run, tiny_model, small_model_input, registration_params
 ):
     _, sandbox_version = _register(servers, tiny_model, small_model_input, registration_params)
-    before = len(_production_versions(servers))
+    before = len(_production_versions(servers, registration_params.model_name))
     wrong = workspace(
         servers["production"], "production", credentials={"MLFLOW_TRACKING_PASSWORD": "guess-me-42"}
     )
@@ -95,9 +116,10 @@ def test_wrong_password_fails_clearly_and_registers_nothing(
             sandbox_version, workspace(servers["sandbox"], "sandbox"), wrong, registration_params
         )
     assert "guess-me-42" not in str(error.value) and "Pa55word" not in str(error.value)
-    assert len(_production_versions(servers)) == before
+    assert len(_production_versions(servers, registration_params.model_name)) == before
     with workspace(servers["sandbox"], "sandbox").session() as client:
-        assert client.get_model_version("mnist-cnn", sandbox_version["version"]).status == "READY"
+        version = client.get_model_version(sandbox_version["name"], sandbox_version["version"])
+        assert version.status == "READY"
 
 
 def test_production_down_then_back(
@@ -115,7 +137,10 @@ def test_production_down_then_back(
     finally:
         servers["production"].start()
     pushed = push_to_production(sandbox_version, sandbox, production, registration_params)
-    assert any(v.version == pushed["version"] for v in _production_versions(servers))
+    assert any(
+        v.version == pushed["version"]
+        for v in _production_versions(servers, registration_params.model_name)
+    )
 
 
 def test_upload_failing_half_way_leaves_no_version_and_next_run_completes(
@@ -124,7 +149,7 @@ def test_upload_failing_half_way_leaves_no_version_and_next_run_completes(
     _, sandbox_version = _register(servers, tiny_model, small_model_input, registration_params)
     sandbox = workspace(servers["sandbox"], "sandbox")
     production = workspace(servers["production"], "production")
-    before = {v.version for v in _production_versions(servers)}
+    before = {v.version for v in _production_versions(servers, registration_params.model_name)}
     real_log_artifact = mlflow.MlflowClient.log_artifact
     uploads = []
 
@@ -152,7 +177,9 @@ def test_upload_failing_half_way_leaves_no_version_and_next_run_completes(
         with pytest.raises(WorkspaceError, match="connection reset"):
             push_to_production(sandbox_version, sandbox, production, registration_params)
     assert uploads  # part of the model did reach the server
-    assert {v.version for v in _production_versions(servers)} == before
+    assert {
+        v.version for v in _production_versions(servers, registration_params.model_name)
+    } == before
     with production.session() as client:
         experiment = client.get_experiment_by_name("pushed-models")
         failed = client.search_runs([experiment.experiment_id], "attributes.status = 'FAILED'")
@@ -165,15 +192,14 @@ def test_upload_failing_half_way_leaves_no_version_and_next_run_completes(
 def test_gate_failure_registers_nothing_anywhere(
     servers, sandbox_run, tiny_model, small_model_input, registration_params
 ):
-    before = len(_production_versions(servers))
-    with workspace(servers["sandbox"], "sandbox").session() as client:
-        sandbox_before = len(client.search_model_versions("name = 'mnist-cnn'"))
+    name = registration_params.model_name
+    before = len(_production_versions(servers, name))
+    sandbox_before = len(_versions(servers, "sandbox", name))
     strict = registration_params.model_copy(update={"min_test_accuracy": 0.999})
     with pytest.raises(GateError, match=r"below registration.min_test_accuracy 0.9990 by 0\.\d{4}"):
         _register(servers, tiny_model, small_model_input, strict)
-    with workspace(servers["sandbox"], "sandbox").session() as client:
-        assert len(client.search_model_versions("name = 'mnist-cnn'")) == sandbox_before
-    assert len(_production_versions(servers)) == before
+    assert len(_versions(servers, "sandbox", name)) == sandbox_before
+    assert len(_production_versions(servers, name)) == before
 
 
 def test_gate_refuses_a_regression_against_production(
@@ -185,10 +211,8 @@ def test_gate_refuses_a_regression_against_production(
         sandbox_version, workspace(servers["sandbox"], "sandbox"), production, registration_params
     )
     with production.session() as client:
-        client.set_model_version_tag(
-            "mnist-cnn", pushed["version"], "mnist.test_accuracy", "0.9990"
-        )
-        client.set_registered_model_alias("mnist-cnn", "production", pushed["version"])
+        client.set_model_version_tag(pushed["name"], pushed["version"], TEST_ACCURACY_TAG, "0.9990")
+        client.set_registered_model_alias(pushed["name"], "production", pushed["version"])
     try:
         with pytest.raises(
             GateError, match=rf"below production version {pushed['version']} \(0.9990\)"
@@ -196,4 +220,117 @@ def test_gate_refuses_a_regression_against_production(
             _register(servers, tiny_model, small_model_input, registration_params)
     finally:
         with production.session() as client:
-            client.delete_registered_model_alias("mnist-cnn", "production")
+            client.delete_registered_model_alias(pushed["name"], "production")
+
+
+def _run_registration(servers, tiny_model, small_model_input, params, folder):
+    """``kedro run --pipeline registration`` on the champion: the pipeline in its own run, the
+    versions saved as JSON as the catalog does (a memory dataset is released once consumed)."""
+    inputs = {
+        "champion_model": tiny_model,
+        "champion": CHAMPION,
+        "model_input": small_model_input,
+        "data_report": DATA_REPORT,
+        "real_pictures": PictureSetDataset(filepath=str(REAL_PICTURES)).load(),
+        "sandbox_workspace": workspace(servers["sandbox"], "sandbox"),
+        "production_workspace": workspace(servers["production"], "production"),
+        "params:registration": params,
+    }
+    catalog = DataCatalog(
+        {name: MemoryDataset(value, copy_mode="assign") for name, value in inputs.items()}
+        | {
+            output: JSONDataset(filepath=str(folder / f"{output}.json"))
+            for output in ("sandbox_model_version", "production_model_version")
+        }
+    )
+    with mlflow.start_run():
+        SequentialRunner().run(create_pipeline(), catalog)
+    return catalog.load("sandbox_model_version"), catalog.load("production_model_version")
+
+
+def test_rerunning_registration_on_the_same_model_adds_no_version_and_names_it(
+    servers, sandbox_tracking, tiny_model, small_model_input, registration_params, caplog, tmp_path
+):
+    name = registration_params.model_name
+    sandbox, production = _run_registration(
+        servers, tiny_model, small_model_input, registration_params, tmp_path
+    )
+    assert not sandbox["already_registered"] and not production["already_pushed"]
+
+    with caplog.at_level(logging.INFO, logger=nodes.__name__):
+        again = _run_registration(
+            servers, tiny_model, small_model_input, registration_params, tmp_path
+        )
+
+    assert again == (
+        {**sandbox, "already_registered": True},
+        {**production, "already_pushed": True},
+    )
+    assert len(_versions(servers, "sandbox", name)) == 1
+    assert len(_production_versions(servers, name)) == 1
+    assert f"{name} is already sandbox version {sandbox['version']} (fingerprint" in caplog.text
+    assert (
+        f"{name} is already sandbox version {sandbox['version']} and production version "
+        f"{production['version']}: nothing pushed"
+    ) in caplog.text
+    assert f"{name} version {production['version']} in production already has its card" in (
+        caplog.text
+    )
+    with workspace(servers["production"], "production").session() as client:
+        pushed = client.get_model_version(name, production["version"])
+    assert pushed.tags[FINGERPRINT_TAG] == sandbox["tags"][FINGERPRINT_TAG]
+
+
+def _log_and_register(servers, model, params):
+    """The candidate logged and registered in the sandbox, the gate taken as passed."""
+    candidate = log_candidate(model, {"strategy": "single_node", "run_id": "strategy-run"})
+    sandbox = workspace(servers["sandbox"], "sandbox")
+    return candidate, register_in_sandbox(
+        candidate, {"test_accuracy": 0.5}, DATA_REPORT, sandbox, params
+    )
+
+
+def test_the_same_weights_with_changed_preprocessing_are_a_new_version(
+    servers, sandbox_run, tiny_model, registration_params, monkeypatch
+):
+    candidate, first = _log_and_register(servers, tiny_model, registration_params)
+    sources = pyfunc.served_sources()
+    edited = sources[preprocessing.__name__] + b"\nMIN_CONTRAST = 13.0\n"
+    monkeypatch.setattr(
+        pyfunc, "served_sources", lambda: {**sources, preprocessing.__name__: edited}
+    )
+
+    changed, second = _log_and_register(servers, tiny_model, registration_params)
+
+    assert changed["fingerprint"] != candidate["fingerprint"]
+    assert not second["already_registered"] and second["version"] != first["version"]
+    assert second["tags"][FINGERPRINT_TAG] == changed["fingerprint"]
+    assert len(_versions(servers, "sandbox", registration_params.model_name)) == 2
+
+
+def test_a_registration_failing_after_creating_its_version_leaves_none(
+    servers, sandbox_run, tiny_model, registration_params, monkeypatch
+):
+    name = registration_params.model_name
+    sandbox = workspace(servers["sandbox"], "sandbox")
+    candidate = log_candidate(tiny_model, {"strategy": "single_node", "run_id": None})
+    create_model_version = mlflow.MlflowClient.create_model_version
+
+    def created_but_never_ready(self, *args, **kwargs):
+        create_model_version(self, *args, **kwargs)
+        raise MlflowException(f"Exceeded max wait time for model name: {name} to become READY")
+
+    def register():
+        return register_in_sandbox(
+            candidate, {"test_accuracy": 0.5}, DATA_REPORT, sandbox, registration_params
+        )
+
+    with monkeypatch.context() as patch:
+        patch.setattr(mlflow.MlflowClient, "create_model_version", created_but_never_ready)
+        with pytest.raises(WorkspaceError, match=r"'sandbox'.*Exceeded max wait time"):
+            register()
+    assert _versions(servers, "sandbox", name) == []
+
+    registered = register()
+    assert not registered["already_registered"]
+    assert [v.version for v in _versions(servers, "sandbox", name)] == [registered["version"]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 
 import numpy as np
 import pandas as pd
@@ -62,12 +63,14 @@ def score_images(
             "workspace: run `kedro run --pipeline deploy --env gcp` first"
         )
     logger.info("Scoring with models:/%s/%s (@%s) on Spark", name, version.version, alias)
-    predict = mlflow.pyfunc.spark_udf(
-        images.sparkSession,
-        production.download(f"models:/{name}/{version.version}"),
-        result_type=PREDICTION_TYPE,
-        env_manager="local",
-    )
+    with tempfile.TemporaryDirectory(prefix="batch-predict-") as folder:
+        # spark_udf copies the model into a folder of its own for the executors.
+        predict = mlflow.pyfunc.spark_udf(
+            images.sparkSession,
+            production.download(f"models:/{name}/{version.version}", folder),
+            result_type=PREDICTION_TYPE,
+            env_manager="local",
+        )
     if batch_predict.partitions:
         images = images.repartition(batch_predict.partitions)
     scored = images.select("id", predict(F.struct("pixels")).alias("prediction"))

@@ -21,12 +21,14 @@ from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
 from mnist_mlops.real_pictures import picture_accuracy
 from mnist_mlops.registry import (
     AWAIT_CREATION_S,
+    FINGERPRINT_TAG,
     LINEAGE_TAG,
     TEST_ACCURACY_TAG,
     ensure_registered_model,
     version_with_alias,
+    versions_with_fingerprint,
 )
-from mnist_mlops.serving.pyfunc import log_servable_model
+from mnist_mlops.serving.pyfunc import FINGERPRINT_KEY, log_servable_model
 from mnist_mlops.workspaces import Workspace
 
 logger = logging.getLogger(__name__)
@@ -37,13 +39,15 @@ class GateError(RuntimeError):
 
 
 def log_candidate(champion_model: Any, champion: dict[str, Any]) -> dict[str, Any]:
-    """Log the champion as a servable pyfunc (ONNX, preprocessing included) in the active run."""
+    """Log the champion as a servable pyfunc (ONNX, preprocessing included) in the active run,
+    with the fingerprint of what it serves."""
     info = log_servable_model(champion_model, name="servable_model")
     logger.info("Logged the %s champion as %s", champion["strategy"], info.model_uri)
     return {
         "model_uri": info.model_uri,
         "model_id": info.model_id,
         "run_id": info.run_id,
+        "fingerprint": info.metadata[FINGERPRINT_KEY],
         "strategy": champion["strategy"],
         "strategy_run_id": champion["run_id"],
     }
@@ -142,9 +146,40 @@ def register_in_sandbox(
     sandbox: Workspace,
     registration: RegistrationParameters,
 ) -> dict[str, Any]:
-    """Register the gated candidate in the sandbox registry, tagged with its provenance."""
-    name = registration.model_name
-    tags = {
+    """Register the gated candidate in the sandbox registry, tagged with its provenance.
+
+    A model already registered (a version with the candidate's fingerprint) is not registered
+    again: that version is returned, with ``already_registered`` true.
+    """
+    name, fingerprint = registration.model_name, candidate["fingerprint"]
+    with sandbox.session() as client:
+        ensure_registered_model(client, name)
+        ready = [
+            version
+            for version in versions_with_fingerprint(client, name, fingerprint)
+            if version.status == "READY"
+        ]
+        if ready:
+            logger.info(
+                "%s is already sandbox version %s (fingerprint %s): nothing registered",
+                name,
+                ready[0].version,
+                fingerprint[:12],
+            )
+            return _sandbox_version(ready[0], already_registered=True)
+        version = _create_version(
+            client, name, candidate, _provenance(candidate, evaluation, data_report)
+        )
+    logger.info("Registered %s version %s in the sandbox registry", name, version.version)
+    return _sandbox_version(version, already_registered=False)
+
+
+def _provenance(
+    candidate: dict[str, Any], evaluation: dict[str, Any], data_report: dict[str, Any]
+) -> dict[str, str]:
+    """The tags of a new sandbox version: what it serves, where it came from, how it scored."""
+    return {
+        FINGERPRINT_TAG: candidate["fingerprint"],
         "mnist.strategy": candidate["strategy"],
         "mnist.source_run": candidate["run_id"],
         "mnist.strategy_run": candidate["strategy_run_id"] or "",
@@ -152,9 +187,13 @@ def register_in_sandbox(
         TEST_ACCURACY_TAG: f"{evaluation['test_accuracy']:.6f}",
         **{f"mnist.data_sha256.{k}": v for k, v in data_report["sha256"].items()},
     }
-    with sandbox.session() as client:
-        ensure_registered_model(client, name)
-        version = client.create_model_version(
+
+
+def _create_version(client: Any, name: str, candidate: dict[str, Any], tags: dict[str, str]) -> Any:
+    """A new READY version of the candidate; if creating or awaiting it fails, any version made
+    of it is deleted (best effort) so that none is left half-registered."""
+    try:
+        return client.create_model_version(
             name,
             source=candidate["model_uri"],
             run_id=candidate["run_id"],
@@ -162,8 +201,23 @@ def register_in_sandbox(
             model_id=candidate["model_id"],
             await_creation_for=AWAIT_CREATION_S,
         )
-    logger.info("Registered %s version %s in the sandbox registry", name, version.version)
-    return {"name": name, "version": version.version, "run_id": candidate["run_id"], "tags": tags}
+    except Exception:
+        # No READY version had this fingerprint: any there now is this attempt's, or a failed
+        # earlier one's.
+        with contextlib.suppress(Exception):
+            for version in versions_with_fingerprint(client, name, candidate["fingerprint"]):
+                client.delete_model_version(name, version.version)
+        raise
+
+
+def _sandbox_version(version: Any, *, already_registered: bool) -> dict[str, Any]:
+    return {
+        "name": version.name,
+        "version": version.version,
+        "run_id": version.run_id,
+        "tags": dict(version.tags),
+        "already_registered": already_registered,
+    }
 
 
 def push_to_production(
@@ -184,8 +238,13 @@ def push_to_production(
         ensure_registered_model(client, name)
         for existing in client.search_model_versions(f"name = '{name}'"):
             if existing.tags.get(LINEAGE_TAG) == lineage:
-                logger.info("Sandbox %s v%s already pushed as v%s", name, version, existing.version)
-                return _pushed(existing, lineage)
+                logger.info(
+                    "%s is already sandbox version %s and production version %s: nothing pushed",
+                    name,
+                    version,
+                    existing.version,
+                )
+                return _pushed(existing, lineage, already_pushed=True)
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as download_dir:
@@ -207,7 +266,7 @@ def push_to_production(
         pushed.version,
         time.perf_counter() - started,
     )
-    return _pushed(pushed, lineage)
+    return _pushed(pushed, lineage, already_pushed=False)
 
 
 def _register_copy(
@@ -251,8 +310,13 @@ def _experiment_id(client: Any, workspace: Workspace, experiment: str) -> str:
     return client.create_experiment(experiment, artifact_location=workspace.artifact_location())
 
 
-def _pushed(version: Any, lineage: str) -> dict[str, Any]:
-    return {"name": version.name, "version": version.version, "lineage": lineage}
+def _pushed(version: Any, lineage: str, *, already_pushed: bool) -> dict[str, Any]:
+    return {
+        "name": version.name,
+        "version": version.version,
+        "lineage": lineage,
+        "already_pushed": already_pushed,
+    }
 
 
 # The champion's figures the card shows beside its hyperparameters, when training measured them.

@@ -26,7 +26,6 @@ class FitOutcome:
     weights: list[np.ndarray]
     history: dict[str, list[float]]
     clock: TrainingClock
-    images_trained: int
     worker_pids: list[int]
 
 
@@ -39,8 +38,9 @@ class TrainingClock:
     computed from ``train_s`` alone and the rest is reported on its own.
     """
 
-    first_step_at: float = 0.0  # end of the first batch: graph tracing and start-up are before
-    train_s: float = 0.0  # after the first batch, training batches only
+    first_step_at: float = 0.0  # end of the first execution: tracing and start-up are before
+    train_s: float = 0.0  # after the first execution, training batches only
+    timed_steps: int = 0  # the global batches trained within ``train_s``
     validation_s: float = 0.0  # the validation passes at the end of each epoch
     ended_at: float = 0.0  # end of the last epoch (its validation included)
 
@@ -69,15 +69,8 @@ def fit_model(
     _log_progress_to_stderr()
     tf.keras.utils.set_random_seed(hyperparameters["seed"])
     arrays = bundle.load()
-    global_batch = hyperparameters["batch_size"]
     epochs = hyperparameters["epochs"]
-    steps_per_epoch = max(len(arrays["train_images"]) // global_batch, 1)
-    logger.info(
-        "worker %d: training on %d images, %d steps per epoch",
-        _worker_rank(),
-        len(arrays["train_images"]) // strategy.num_replicas_in_sync,
-        steps_per_epoch,
-    )
+    steps_per_epoch = _steps_per_epoch(arrays, hyperparameters["batch_size"], strategy)
     with strategy.scope():
         model = build_model(architecture, hyperparameters, steps_per_epoch * epochs)
     progress = progress_callback(epochs, _worker_rank())
@@ -93,21 +86,39 @@ def fit_model(
         callbacks=[progress],
         verbose=0,
     )
-    per_worker_images = progress.batches * global_batch // strategy.num_replicas_in_sync
-    # Every worker contributes its pid: proof that distinct processes shared the work. Inside a
-    # tf.function, as a multi-worker strategy wants its collectives (eagerly it warns).
-    worker_pids = tf.function(
-        lambda: strategy.gather(
-            strategy.run(lambda: tf.constant([os.getpid()], dtype=tf.int64)), axis=0
-        )
-    )()
     return FitOutcome(
         weights=model.get_weights(),
         history={name: [float(v) for v in values] for name, values in history.history.items()},
         clock=progress.clock,
-        images_trained=per_worker_images * strategy.num_replicas_in_sync,
-        worker_pids=[int(pid) for pid in np.asarray(worker_pids).ravel()],
+        worker_pids=_worker_pids(strategy),
     )
+
+
+def _steps_per_epoch(arrays: dict[str, np.ndarray], global_batch: int, strategy) -> int:
+    """Steps of ``global_batch`` images per epoch; logs each worker's share."""
+    steps = max(len(arrays["train_images"]) // global_batch, 1)
+    logger.info(
+        "worker %d: training on %d images, %d steps per epoch",
+        _worker_rank(),
+        len(arrays["train_images"]) // strategy.num_replicas_in_sync,
+        steps,
+    )
+    return steps
+
+
+def _worker_pids(strategy) -> list[int]:
+    """Every worker's pid, gathered: proof that distinct processes shared the work.
+
+    Inside a ``tf.function``, as a multi-worker strategy wants its collectives (eagerly it warns).
+    """
+    import tensorflow as tf
+
+    pids = tf.function(
+        lambda: strategy.gather(
+            strategy.run(lambda: tf.constant([os.getpid()], dtype=tf.int64)), axis=0
+        )
+    )()
+    return [int(pid) for pid in np.asarray(pids).ravel()]
 
 
 def _log_progress_to_stderr() -> None:
@@ -236,38 +247,49 @@ def progress_callback(epochs: int, rank: int):
         def __init__(self) -> None:
             super().__init__()
             self.clock = TrainingClock()
-            self.batches = 0
+            self.epoch_steps = self.untimed_steps = 0
             self.epoch_started = self.last_step_at = self.validation_started = 0.0
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch_started = time.time()
+            self.epoch_steps = self.untimed_steps = 0
 
         def on_train_batch_end(self, batch, logs=None):
+            # Once per execution of STEPS_PER_EXECUTION steps; ``batch`` is the epoch's last
+            # step so far (0-based).
             now = time.time()
-            self.batches += 1
-            if not self.clock.first_step_at:
+            if not self.clock.first_step_at:  # tracing and start-up end with the first one
                 self.clock.first_step_at = self.epoch_started = now
+                self.untimed_steps = batch + 1
+            self.epoch_steps = batch + 1
             self.last_step_at = now
 
         def on_test_begin(self, logs=None):  # the epoch's training batches are done
             self.clock.train_s += self.last_step_at - self.epoch_started
+            self.clock.timed_steps += self.epoch_steps - self.untimed_steps
             self.validation_started = time.time()
 
         def on_test_end(self, logs=None):
             self.clock.validation_s += time.time() - self.validation_started
 
         def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
             self.clock.ended_at = time.time()
-            logger.info(
-                "worker %d epoch %d/%d: loss %.4f, accuracy %.4f, val_accuracy %.4f (%.1f s)",
-                rank,
-                epoch + 1,
-                epochs,
-                logs.get("loss", float("nan")),
-                logs.get("accuracy", float("nan")),
-                logs.get("val_accuracy", float("nan")),
-                self.clock.ended_at - self.epoch_started,
+            _log_epoch(
+                rank, epoch + 1, epochs, logs or {}, self.clock.ended_at - self.epoch_started
             )
 
     return Progress()
+
+
+def _log_epoch(rank: int, epoch: int, epochs: int, logs: dict[str, float], seconds: float) -> None:
+    """One progress line per worker and epoch: in a Spark task, to the executor's stderr."""
+    logger.info(
+        "worker %d epoch %d/%d: loss %.4f, accuracy %.4f, val_accuracy %.4f (%.1f s)",
+        rank,
+        epoch,
+        epochs,
+        logs.get("loss", float("nan")),
+        logs.get("accuracy", float("nan")),
+        logs.get("val_accuracy", float("nan")),
+        seconds,
+    )

@@ -81,34 +81,15 @@ def _train(
     returned_at = time.time()
     model = build_model(architecture, hyperparameters, total_steps=1)
     model.set_weights(outcome.weights)
-    arrays = model_input.load()
-    _, validation_accuracy = model.evaluate(
-        evaluation_dataset(arrays["validation_images"], arrays["validation_labels"]), verbose=0
-    )
-    test_loss, test_accuracy = model.evaluate(
-        evaluation_dataset(arrays["test_images"], arrays["test_labels"]), verbose=0
-    )
-    clock = outcome.clock
     metrics = {
-        "validation_accuracy": float(validation_accuracy),
-        "test_accuracy": float(test_accuracy),
-        "test_loss": float(test_loss),
-        "wall_time_s": time.time() - started_at,
-        # The first step carries graph tracing and worker start-up: it counts as start-up.
-        "startup_s": clock.first_step_at - started_at,
-        "train_s": clock.train_s,
-        "validation_s": clock.validation_s,
-        # From the end of the last epoch until the driver holds the weights: fit returning,
-        # the workers' pid gather, and (distributed) the Spark job finishing.
-        "teardown_s": returned_at - clock.ended_at,
-        "images_per_s": (outcome.images_trained - hyperparameters["batch_size"])
-        / max(clock.train_s, 1e-9),
+        **_evaluate(model, model_input.load()),
+        **_timings(outcome, started_at, returned_at, hyperparameters["batch_size"]),
     }
     logger.info(
         "%s/%s: test accuracy %.4f, %.0f images/s, %.1f s in all",
         strategy,
         architecture,
-        test_accuracy,
+        metrics["test_accuracy"],
         metrics["images_per_s"],
         metrics["wall_time_s"],
     )
@@ -127,6 +108,39 @@ def _train(
         },
         worker_pids=outcome.worker_pids,
     )
+
+
+def _evaluate(model, arrays: dict[str, np.ndarray]) -> dict[str, float]:
+    """The trained model's validation accuracy, test accuracy and test loss, in the driver."""
+    _, validation_accuracy = model.evaluate(
+        evaluation_dataset(arrays["validation_images"], arrays["validation_labels"]), verbose=0
+    )
+    test_loss, test_accuracy = model.evaluate(
+        evaluation_dataset(arrays["test_images"], arrays["test_labels"]), verbose=0
+    )
+    return {
+        "validation_accuracy": float(validation_accuracy),
+        "test_accuracy": float(test_accuracy),
+        "test_loss": float(test_loss),
+    }
+
+
+def _timings(
+    outcome: FitOutcome, started_at: float, returned_at: float, global_batch: int
+) -> dict[str, float]:
+    """Where a strategy's time went, from its call (``started_at``) to now (evaluation done)."""
+    clock = outcome.clock
+    return {
+        "wall_time_s": time.time() - started_at,
+        # The first step carries graph tracing and worker start-up: it counts as start-up.
+        "startup_s": clock.first_step_at - started_at,
+        "train_s": clock.train_s,
+        "validation_s": clock.validation_s,
+        # From the end of the last epoch until the driver holds the weights: fit returning,
+        # the workers' pid gather, and (distributed) the Spark job finishing.
+        "teardown_s": returned_at - clock.ended_at,
+        "images_per_s": clock.timed_steps * global_batch / max(clock.train_s, 1e-9),
+    }
 
 
 def train_single_node(model_input: ArrayBundle, training: TrainingParameters) -> Result:

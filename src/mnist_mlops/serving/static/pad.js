@@ -8,9 +8,12 @@ const bars = document.getElementById("bars");
 const TOKEN_KEY = "mnist-serving-token";
 let drawing = false;
 let pending = null;
-let strokes = 0; // strokes since the last clear: a reading is shown only if none came after it
+let strokes = 0; // strokes since the last clear (the page says which drawing a reading is of)
+let edits = 0; // strokes and clears so far: a reading is shown only if none came after it
 
 function clearPad() {
+  clearTimeout(pending); // a reading of the cleared drawing must not be sent any more
+  edits += 1;
   pen.fillStyle = "#fff";
   pen.fillRect(0, 0, pad.width, pad.height);
   pen.lineWidth = pad.width / 14; // about MNIST's stroke width relative to the digit
@@ -33,7 +36,9 @@ function point(event) {
 
 pad.addEventListener("pointerdown", (event) => {
   drawing = true;
+  clearTimeout(pending); // the digit is not finished: read it after this stroke instead
   strokes += 1;
+  edits += 1;
   pad.setPointerCapture(event.pointerId);
   const [x, y] = point(event);
   pen.beginPath();
@@ -59,6 +64,7 @@ document.getElementById("clear").addEventListener("click", clearPad);
 
 async function read(askedForToken = false) {
   const drawn = strokes;
+  const edit = edits;
   const image = pad.toDataURL("image/png").split(",")[1];
   const headers = { "Content-Type": "application/json" };
   const token = sessionStorage.getItem(TOKEN_KEY);
@@ -75,7 +81,7 @@ async function read(askedForToken = false) {
     }
   }
   const answer = await response.json();
-  if (drawn !== strokes) return; // the digit changed meanwhile: a newer reading is on its way
+  if (edit !== edits) return; // the digit changed meanwhile: a newer reading is on its way
   if (!response.ok) {
     status.textContent = `${response.status}: ${answer.message || JSON.stringify(answer)}`;
     document.getElementById("digit").textContent = "?";

@@ -12,7 +12,6 @@ from kedro_datasets.json import JSONDataset
 from mlflow.exceptions import MlflowException
 
 from mnist_mlops.datasets import PictureSetDataset
-from mnist_mlops.pipelines.data_prep.nodes import build_data_report
 from mnist_mlops.pipelines.registration import create_pipeline, nodes
 from mnist_mlops.pipelines.registration.nodes import (
     GateError,
@@ -25,16 +24,9 @@ from mnist_mlops.registry import FINGERPRINT_TAG, LINEAGE_TAG, TEST_ACCURACY_TAG
 from mnist_mlops.serving import preprocessing, pyfunc
 from mnist_mlops.workspaces import WorkspaceError
 from tests.conftest import REAL_PICTURES, workspace
+from tests.pipelines.registration.conftest import CHAMPION
 
-DATA_REPORT = {"sha256": {"test_images": "ab" * 32}}
-# The champion as the training pipeline hands it over (the model card reads all of it).
-CHAMPION = {
-    "strategy": "single_node",
-    "architecture": "lean_cnn",
-    "run_id": "strategy-run",
-    "params": {"epochs": 1, "batch_size": 64, "learning_rate": 0.003, "strategy": "single_node"},
-    "metrics": {"validation_accuracy": 0.5, "images_per_s": 900.0, "train_s": 1.0},
-}
+DATA_REPORT = {"sha256": {"test_images": "ab" * 32}, "splits": {"test": {"images": 1000}}}
 
 
 @pytest.fixture
@@ -61,7 +53,8 @@ def _register(servers, tiny_model, small_model_input, params, production=None):
     production = production or workspace(servers["production"], "production")
     champion = {"strategy": "single_node", "run_id": "strategy-run"}
     candidate = log_candidate(tiny_model, champion)
-    evaluation = evaluate_candidate(candidate, small_model_input, production, params)
+    pictures = PictureSetDataset(filepath=str(REAL_PICTURES)).load()
+    evaluation = evaluate_candidate(candidate, small_model_input, pictures, production, params)
     return candidate, register_in_sandbox(candidate, evaluation, DATA_REPORT, sandbox, params)
 
 
@@ -237,7 +230,7 @@ def _run_registration(servers, tiny_model, small_model_input, params, folder):
         "champion_model": tiny_model,
         "champion": CHAMPION,
         "model_input": small_model_input,
-        "data_report": build_data_report(small_model_input),
+        "data_report": DATA_REPORT,
         "sandbox_workspace": workspace(servers["sandbox"], "sandbox"),
         "production_workspace": workspace(servers["production"], "production"),
         "params:registration": params,
@@ -280,6 +273,9 @@ def test_rerunning_registration_on_the_same_model_adds_no_version_and_names_it(
         f"{name} is already sandbox version {sandbox['version']} and production version "
         f"{production['version']}: nothing pushed"
     ) in caplog.text
+    assert f"{name} version {production['version']} in production already has its card" in (
+        caplog.text
+    )
     with workspace(servers["production"], "production").session() as client:
         pushed = client.get_model_version(name, production["version"])
     assert pushed.tags[FINGERPRINT_TAG] == sandbox["tags"][FINGERPRINT_TAG]

@@ -56,10 +56,12 @@ def log_candidate(champion_model: Any, champion: dict[str, Any]) -> dict[str, An
 def evaluate_candidate(
     candidate: dict[str, Any],
     model_input: ArrayBundle,
+    real_pictures: pd.DataFrame,
     production: Workspace,
     registration: RegistrationParameters,
 ) -> dict[str, Any]:
-    """Evaluate the logged candidate on the MNIST test set and apply the registration gate.
+    """Evaluate the logged candidate on the MNIST test set and apply the registration gate;
+    measure it on the real-picture set too, for its model card (not gated: deploy gates it).
 
     The candidate must reach ``min_test_accuracy`` and be no worse than the version holding
     ``production`` in the production registry by more than ``max_regression``.
@@ -72,13 +74,17 @@ def evaluate_candidate(
     predicted = model.predict(arrays["test_images"].astype(np.float32))["digit"].to_numpy()
     labels = arrays["test_labels"]
     accuracy, per_class = _accuracy(predicted, labels)
+    photo_accuracy, by_category = picture_accuracy(model, real_pictures, len(real_pictures))
     incumbent = version_with_alias(production, registration.model_name, "production")
     incumbent_accuracy = (
         float(incumbent.tags[TEST_ACCURACY_TAG])
         if incumbent is not None and TEST_ACCURACY_TAG in incumbent.tags
         else None
     )
-    mlflow.log_metrics({"candidate_test_accuracy": accuracy, **per_class})
+    mlflow.log_metrics(
+        {"candidate_test_accuracy": accuracy, "candidate_photo_accuracy": photo_accuracy}
+        | per_class
+    )
     failures = _gate_failures(accuracy, incumbent, incumbent_accuracy, registration)
     if failures:
         raise GateError("Candidate rejected, nothing registered: " + "; ".join(failures))
@@ -88,6 +94,9 @@ def evaluate_candidate(
         "per_class": per_class,
         "production_version": incumbent.version if incumbent else None,
         "production_test_accuracy": incumbent_accuracy,
+        "photo_images": len(real_pictures),
+        "photo_accuracy": photo_accuracy,
+        "photo_accuracy_by_category": by_category,
         # For the model card: its figures come from this pass, not from another one.
         "confusion_matrix": confusion_matrix(labels, predicted).tolist(),
         "misread": [[int(i), int(predicted[i])] for i in np.flatnonzero(predicted != labels)],
@@ -333,25 +342,21 @@ CARD_TRAINING_METRICS = ("validation_accuracy", "test_accuracy", "images_per_s",
 
 
 def build_model_card(
-    candidate: dict[str, Any],
     champion: dict[str, Any],
     evaluation: dict[str, Any],
     data_report: dict[str, Any],
     model_input: ArrayBundle,
-    real_pictures: pd.DataFrame,
     registration: RegistrationParameters,
 ) -> tuple[ModelCard, dict[str, bytes]]:
-    """The gated candidate's model card and its pictures: MNIST figures from the gate's
-    prediction pass, and one pass over the real-picture set. The lineage is added on
-    publishing, once both registries have numbered the version."""
+    """The gated candidate's model card and its pictures, from the gate's evaluation (one
+    prediction pass). The lineage is added on publishing, once both registries have numbered
+    the version."""
     arrays = model_input.load()
     mnist, pictures = mnist_accuracy(
         np.asarray(evaluation["confusion_matrix"]),
         evaluation["misread"],
         (arrays["test_images"], arrays["test_labels"]),
     )
-    model = mlflow.pyfunc.load_model(candidate["model_uri"])
-    accuracy, by_category = picture_accuracy(model, real_pictures, len(real_pictures))
     card = ModelCard(
         name=registration.model_name,
         strategy=champion["strategy"],
@@ -366,7 +371,9 @@ def build_model_card(
         data_images={split: figures["images"] for split, figures in data_report["splits"].items()},
         mnist=mnist,
         pictures=PictureAccuracy(
-            images=len(real_pictures), accuracy=accuracy, by_category=by_category
+            images=evaluation["photo_images"],
+            accuracy=evaluation["photo_accuracy"],
+            by_category=evaluation["photo_accuracy_by_category"],
         ),
         gate=Gate(
             decision="passed",
@@ -388,7 +395,11 @@ def publish_model_card(
     production: Workspace,
 ) -> dict[str, Any]:
     """Write the card, with its lineage, beside the version in both registries: files in the
-    version's run (``model_card/``), summary as the version's description."""
+    version's run (``model_card/``), summary as the version's description.
+
+    A version's card is written once: registering the same model again keeps it, and with it
+    deploy's section.
+    """
     name = sandbox_version["name"]
     versions = (str(sandbox_version["version"]), str(production_version["version"]))
     lineage = Lineage(
@@ -404,5 +415,8 @@ def publish_model_card(
     )
     card = card.model_copy(update={"lineage": lineage})
     for workspace, version in zip((sandbox, production), versions, strict=True):
-        card_store.publish(workspace, name, version, card, pictures)
+        if card_store.has_card(workspace, name, version):
+            logger.info("%s version %s in %s already has its card", name, version, workspace.name)
+        else:
+            card_store.publish(workspace, name, version, card, pictures)
     return {"name": name, "sandbox": versions[0], "production": versions[1], "path": "model_card"}

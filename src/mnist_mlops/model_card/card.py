@@ -64,6 +64,8 @@ class VersionRef(_Figures):
 
 
 class Lineage(_Figures):
+    """Where the version came from: the sandbox version, the production copy, the commit."""
+
     sandbox: VersionRef
     production: VersionRef | None
     git_commit: str

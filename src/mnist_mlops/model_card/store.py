@@ -29,6 +29,7 @@ def version_run(workspace: Workspace, name: str, version: str) -> str:
 
 
 def has_card(workspace: Workspace, name: str, version: str) -> bool:
+    """Whether the version's run holds a card."""
     with workspace.session() as client:
         run_id = client.get_model_version(name, version).run_id
         stored = client.list_artifacts(run_id, CARD_FOLDER)

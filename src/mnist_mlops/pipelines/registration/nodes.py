@@ -419,4 +419,9 @@ def publish_model_card(
             logger.info("%s version %s in %s already has its card", name, version, workspace.name)
         else:
             card_store.publish(workspace, name, version, card, pictures)
-    return {"name": name, "sandbox": versions[0], "production": versions[1], "path": "model_card"}
+    return {
+        "name": name,
+        "sandbox": versions[0],
+        "production": versions[1],
+        "path": card_store.CARD_FOLDER,
+    }

@@ -168,6 +168,11 @@ def test_kedro_run_trains_compares_and_tracks_every_strategy(project_dir, run_ou
     }
     report = json.loads((project_dir / "data/08_reporting/deployment_report.json").read_text())
     assert report["production"] == "1" and report["latency_p50_ms"] > 0
+    # The model card beside the version in both stores; deploy's section in production's.
+    assert "sandbox version 1 -> production version 1" in sandbox_version.description
+    assert pushed.description.count("## Deployment validation") == 1
+    card = {a.path for a in production.list_artifacts(pushed.run_id, "model_card")}
+    assert {"model_card/model_card.html", "model_card/confusion_matrix.png"} <= card
 
 
 def test_batch_predict_scores_with_the_promoted_model(project_dir, run_output, monkeypatch):

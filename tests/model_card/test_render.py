@@ -97,9 +97,12 @@ def test_figures_come_from_the_confusion_matrix(mnist_figures):
     fours = mnist.confusion_matrix[4]
     assert fours[9] == 7 and mnist.per_digit[4] == round(fours[4] / sum(fours), 4) < 1
     assert mnist.per_digit[0] == 1.0
-    # Each pair's picture holds up to four of its misread images, side by side, enlarged.
-    strip = Image.open(io.BytesIO(pictures["confused_4_as_9.png"]))
-    assert strip.size == (4 * 84 + 3 * 2, 84)
+    # One row per pair, each up to four of its misread images, enlarged, dark on white.
+    sheet = np.asarray(Image.open(io.BytesIO(pictures["confused_pairs.png"])))
+    assert sheet.shape == (2 * (84 + 4), 130 + 4 * (84 + 4))
+    first = sheet[:84, 130 : 130 + 84]  # the first misread 4
+    assert first.min() == 0 and np.median(first) == 255
+    assert set(pictures) == {"confusion_matrix.png", "confused_pairs.png"}
     assert Image.open(io.BytesIO(pictures["confusion_matrix.png"])).size == (520, 460)
 
 
@@ -107,7 +110,8 @@ def test_markdown_has_every_section_and_figure(mnist_figures):
     markdown = render_markdown(make_card(mnist_figures[0]))
     assert headings(markdown) == ["Model card: mnist-cnn version 5", *SECTIONS]
     assert "**99.00%** of 1,000 MNIST test images" in markdown
-    assert "| 4 | 9 | 7 | ![4 read as 9](confused_4_as_9.png) |" in markdown
+    assert "| 4 | 9 | 7 |\n| 7 | 1 | 3 |" in markdown
+    assert "![Misread MNIST test images, one row per pair](confused_pairs.png)" in markdown
     assert "![Confusion matrix of the MNIST test set](confusion_matrix.png)" in markdown
     assert "| plot | 70.00% |" in markdown and "| learning_rate | 0.003 |" in markdown
     assert "`" + "ab" * 32 + "`" in markdown
@@ -133,15 +137,15 @@ def test_html_is_self_contained_and_escapes_values(mnist_figures):
     html = render_html(card, pictures)
     assert "<script>" not in html and "&lt;script&gt;" in html
     sources = re.findall(r'<img src="([^"]+)"', html)
-    assert len(sources) == 1 + len(mnist.confused_pairs)
+    assert len(sources) == 2
     assert all(source.startswith("data:image/png;base64,") for source in sources)
     assert html.count("<h2>") == len(SECTIONS) - 1 and "<table>" in html
 
 
 def test_a_missing_picture_is_named_and_nothing_is_rendered(mnist_figures):
     mnist, pictures = mnist_figures
-    partial = {k: v for k, v in pictures.items() if k != "confused_7_as_1.png"}
-    with pytest.raises(CardRenderError, match=r"shows \['confused_7_as_1.png'\]"):
+    partial = {k: v for k, v in pictures.items() if k != "confused_pairs.png"}
+    with pytest.raises(CardRenderError, match=r"shows \['confused_pairs.png'\]"):
         card_files(make_card(mnist), partial)
 
 

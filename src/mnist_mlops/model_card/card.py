@@ -2,7 +2,7 @@
 
 Registration fills everything but ``deployment``; the push adds the production side of the
 lineage; deploy sets ``deployment``, and only that. Pictures are files beside the card, named
-here (``confusion_matrix.png``, ``ConfusedPair.picture``).
+here.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 CONFUSION_MATRIX_PICTURE = "confusion_matrix.png"
+CONFUSED_PAIRS_PICTURE = "confused_pairs.png"  # one row of misread test images per pair
 
 
 class _Figures(BaseModel):
@@ -19,12 +20,11 @@ class _Figures(BaseModel):
 
 
 class ConfusedPair(_Figures):
-    """A digit read as another, how often, and the picture of some of those test images."""
+    """A digit read as another, and how often."""
 
     true: int = Field(ge=0, le=9)
     read: int = Field(ge=0, le=9)
     count: int = Field(ge=1)
-    picture: str
 
 
 class MnistAccuracy(_Figures):
@@ -64,6 +64,8 @@ class VersionRef(_Figures):
 
 
 class Lineage(_Figures):
+    """Where the version came from: the sandbox version, the production copy, the commit."""
+
     sandbox: VersionRef
     production: VersionRef | None
     git_commit: str
@@ -98,4 +100,6 @@ class ModelCard(_Figures):
 
     def picture_names(self) -> list[str]:
         """The files the card shows, in the order it shows them."""
-        return [CONFUSION_MATRIX_PICTURE, *(pair.picture for pair in self.mnist.confused_pairs)]
+        return [CONFUSION_MATRIX_PICTURE] + (
+            [CONFUSED_PAIRS_PICTURE] if self.mnist.confused_pairs else []
+        )

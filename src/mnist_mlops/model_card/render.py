@@ -14,7 +14,12 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from mnist_mlops.model_card.card import CONFUSION_MATRIX_PICTURE, Deployment, ModelCard
+from mnist_mlops.model_card.card import (
+    CONFUSED_PAIRS_PICTURE,
+    CONFUSION_MATRIX_PICTURE,
+    Deployment,
+    ModelCard,
+)
 
 DESCRIPTION_LIMIT = 5000  # characters: MLflow's model version description column
 WEAKEST_CATEGORIES = 3  # named in the description
@@ -44,7 +49,10 @@ class CardRenderError(ValueError):
 def render_markdown(card: ModelCard) -> str:
     """The whole card in Markdown; pictures are linked as files beside it."""
     return _TEMPLATES.get_template("model_card.md.j2").render(
-        card=card, confusion_matrix_picture=CONFUSION_MATRIX_PICTURE, full=True
+        card=card,
+        confusion_matrix_picture=CONFUSION_MATRIX_PICTURE,
+        confused_pairs_picture=CONFUSED_PAIRS_PICTURE,
+        full=True,
     )
 
 

@@ -1,5 +1,9 @@
 """A model card beside its registered version: files in the version's run, under
-``model_card/``, and the summary as the version's description."""
+``model_card/``, and the summary as the version's description.
+
+Every file is a request to the workspace (and a basic-auth server checks the password on each
+one): deploy rewrites only the text files, the pictures stay.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 CARD_FOLDER = "model_card"
 CARD_JSON = "model_card.json"
+TEXT_FILES = (CARD_JSON, "model_card.md", "model_card.html")
 
 
 def version_run(workspace: Workspace, name: str, version: str) -> str:
@@ -23,24 +28,19 @@ def version_run(workspace: Workspace, name: str, version: str) -> str:
         return client.get_model_version(name, version).run_id
 
 
-def publish(workspace: Workspace, name: str, version: str, card: ModelCard, pictures) -> None:
-    """Write the card beside the version, replacing any card it had.
+def has_card(workspace: Workspace, name: str, version: str) -> bool:
+    """Whether the version's run holds a card."""
+    with workspace.session() as client:
+        run_id = client.get_model_version(name, version).run_id
+        stored = client.list_artifacts(run_id, CARD_FOLDER)
+    return any(Path(item.path).name == CARD_JSON for item in stored)
 
-    A card without a deployment section keeps the one already stored: that section is the
-    deploy pipeline's, and registering the same model again must not erase it. Everything is
-    rendered before anything is written.
-    """
-    if card.deployment is None:
-        stored = fetch(workspace, name, version)
-        if stored is not None and stored[0].deployment is not None:
-            card = card.model_copy(update={"deployment": stored[0].deployment})
-    files, description = card_files(card, pictures), render_summary(card)
-    with workspace.session() as client, tempfile.TemporaryDirectory() as folder:
-        for file, content in files.items():
-            (Path(folder) / file).write_bytes(content)
-        client.log_artifacts(client.get_model_version(name, version).run_id, folder, CARD_FOLDER)
-        client.update_model_version(name, version, description=description)
-    logger.info("Model card of %s version %s written in %s", name, version, workspace.name)
+
+def publish(
+    workspace: Workspace, name: str, version: str, card: ModelCard, pictures: dict[str, bytes]
+) -> None:
+    """Write the card and its pictures beside the version, its summary as the description."""
+    _write(workspace, name, version, card_files(card, pictures), render_summary(card))
 
 
 def fetch(
@@ -49,8 +49,7 @@ def fetch(
     """The version's card and its pictures, or None when it has none."""
     with workspace.session() as client, tempfile.TemporaryDirectory() as folder:
         run_id = client.get_model_version(name, version).run_id
-        stored = {Path(item.path).name for item in client.list_artifacts(run_id, CARD_FOLDER)}
-        if CARD_JSON not in stored:
+        if not client.list_artifacts(run_id, CARD_FOLDER):
             return None
         local = Path(client.download_artifacts(run_id, CARD_FOLDER, folder))
         card = ModelCard.model_validate_json((local / CARD_JSON).read_text())
@@ -58,17 +57,29 @@ def fetch(
 
 
 def add_deployment(workspace: Workspace, name: str, version: str, deployment: Deployment) -> None:
-    """Set the deploy section of the version's card and description, keeping the rest; a
+    """Set deploy's section of the version's card and description, keeping registration's; a
     version registered without a card gets the section alone as its description."""
     stored = fetch(workspace, name, version)
     if stored is None:
-        logger.warning(
-            "%s version %s has no model card: its description is deploy's alone", name, version
-        )
+        logger.warning("%s version %s has no model card: described by deploy alone", name, version)
         with workspace.session() as client:
-            client.update_model_version(
-                name, version, description=render_deployment_summary(deployment)
-            )
+            description = render_deployment_summary(deployment)
+            client.update_model_version(name, version, description=description)
         return
     card, pictures = stored
-    publish(workspace, name, version, card.model_copy(update={"deployment": deployment}), pictures)
+    card = card.model_copy(update={"deployment": deployment})
+    files = card_files(card, pictures)
+    _write(workspace, name, version, {f: files[f] for f in TEXT_FILES}, render_summary(card))
+
+
+def _write(
+    workspace: Workspace, name: str, version: str, files: dict[str, bytes], description: str
+) -> None:
+    """Upload the files (rendered beforehand: a rendering error writes nothing), then set the
+    description."""
+    with workspace.session() as client, tempfile.TemporaryDirectory() as folder:
+        for file, content in files.items():
+            (Path(folder) / file).write_bytes(content)
+        client.log_artifacts(client.get_model_version(name, version).run_id, folder, CARD_FOLDER)
+        client.update_model_version(name, version, description=description)
+    logger.info("Model card of %s version %s written in %s", name, version, workspace.name)

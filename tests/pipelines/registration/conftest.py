@@ -8,6 +8,15 @@ from mnist_mlops.pipelines.training.fit import fit_model
 from mnist_mlops.pipelines.training.model import build_model
 from tests.conftest import NO_RECIPE_EXTRAS
 
+# The champion summary training hands to registration, for the tiny model.
+CHAMPION = {
+    "strategy": "single_node",
+    "architecture": "lean_cnn",
+    "run_id": "strategy-run",
+    "params": {"epochs": 1, "batch_size": 64, "learning_rate": 0.003, "strategy": "single_node"},
+    "metrics": {"validation_accuracy": 0.5, "images_per_s": 900.0, "train_s": 1.0},
+}
+
 
 @pytest.fixture(scope="session")
 def tiny_model(small_model_input):

@@ -11,6 +11,7 @@ from kedro.runner import SequentialRunner
 from kedro_datasets.json import JSONDataset
 from mlflow.exceptions import MlflowException
 
+from mnist_mlops.datasets import PictureSetDataset
 from mnist_mlops.pipelines.registration import create_pipeline, nodes
 from mnist_mlops.pipelines.registration.nodes import (
     GateError,
@@ -22,9 +23,10 @@ from mnist_mlops.pipelines.registration.nodes import (
 from mnist_mlops.registry import FINGERPRINT_TAG, LINEAGE_TAG, TEST_ACCURACY_TAG
 from mnist_mlops.serving import preprocessing, pyfunc
 from mnist_mlops.workspaces import WorkspaceError
-from tests.conftest import workspace
+from tests.conftest import REAL_PICTURES, workspace
+from tests.pipelines.registration.conftest import CHAMPION
 
-DATA_REPORT = {"sha256": {"test_images": "ab" * 32}}
+DATA_REPORT = {"sha256": {"test_images": "ab" * 32}, "splits": {"test": {"images": 1000}}}
 
 
 @pytest.fixture
@@ -51,7 +53,8 @@ def _register(servers, tiny_model, small_model_input, params, production=None):
     production = production or workspace(servers["production"], "production")
     champion = {"strategy": "single_node", "run_id": "strategy-run"}
     candidate = log_candidate(tiny_model, champion)
-    evaluation = evaluate_candidate(candidate, small_model_input, production, params)
+    pictures = PictureSetDataset(filepath=str(REAL_PICTURES)).load()
+    evaluation = evaluate_candidate(candidate, small_model_input, pictures, production, params)
     return candidate, register_in_sandbox(candidate, evaluation, DATA_REPORT, sandbox, params)
 
 
@@ -225,7 +228,7 @@ def _run_registration(servers, tiny_model, small_model_input, params, folder):
     versions saved as JSON as the catalog does (a memory dataset is released once consumed)."""
     inputs = {
         "champion_model": tiny_model,
-        "champion": {"strategy": "single_node", "run_id": "strategy-run"},
+        "champion": CHAMPION,
         "model_input": small_model_input,
         "data_report": DATA_REPORT,
         "sandbox_workspace": workspace(servers["sandbox"], "sandbox"),
@@ -234,6 +237,7 @@ def _run_registration(servers, tiny_model, small_model_input, params, folder):
     }
     catalog = DataCatalog(
         {name: MemoryDataset(value, copy_mode="assign") for name, value in inputs.items()}
+        | {"real_pictures": PictureSetDataset(filepath=str(REAL_PICTURES))}
         | {
             output: JSONDataset(filepath=str(folder / f"{output}.json"))
             for output in ("sandbox_model_version", "production_model_version")
@@ -269,6 +273,9 @@ def test_rerunning_registration_on_the_same_model_adds_no_version_and_names_it(
         f"{name} is already sandbox version {sandbox['version']} and production version "
         f"{production['version']}: nothing pushed"
     ) in caplog.text
+    assert f"{name} version {production['version']} in production already has its card" in (
+        caplog.text
+    )
     with workspace(servers["production"], "production").session() as client:
         pushed = client.get_model_version(name, production["version"])
     assert pushed.tags[FINGERPRINT_TAG] == sandbox["tags"][FINGERPRINT_TAG]

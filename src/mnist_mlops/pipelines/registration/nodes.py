@@ -56,10 +56,12 @@ def log_candidate(champion_model: Any, champion: dict[str, Any]) -> dict[str, An
 def evaluate_candidate(
     candidate: dict[str, Any],
     model_input: ArrayBundle,
+    real_pictures: pd.DataFrame,
     production: Workspace,
     registration: RegistrationParameters,
 ) -> dict[str, Any]:
-    """Evaluate the logged candidate on the MNIST test set and apply the registration gate.
+    """Evaluate the logged candidate on the MNIST test set and apply the registration gate;
+    measure it on the real-picture set too, for its model card (not gated: deploy gates it).
 
     The candidate must reach ``min_test_accuracy`` and be no worse than the version holding
     ``production`` in the production registry by more than ``max_regression``.
@@ -71,18 +73,52 @@ def evaluate_candidate(
     model = mlflow.pyfunc.load_model(candidate["model_uri"])
     predicted = model.predict(arrays["test_images"].astype(np.float32))["digit"].to_numpy()
     labels = arrays["test_labels"]
-    accuracy = float((predicted == labels).mean())
-    per_class = {
-        f"test_accuracy_digit_{digit}": float((predicted[labels == digit] == digit).mean())
-        for digit in range(10)
-    }
+    accuracy, per_class = _accuracy(predicted, labels)
+    photo_accuracy, by_category = picture_accuracy(model, real_pictures, len(real_pictures))
     incumbent = version_with_alias(production, registration.model_name, "production")
     incumbent_accuracy = (
         float(incumbent.tags[TEST_ACCURACY_TAG])
         if incumbent is not None and TEST_ACCURACY_TAG in incumbent.tags
         else None
     )
-    mlflow.log_metrics({"candidate_test_accuracy": accuracy, **per_class})
+    mlflow.log_metrics(
+        {"candidate_test_accuracy": accuracy, "candidate_photo_accuracy": photo_accuracy}
+        | per_class
+    )
+    failures = _gate_failures(accuracy, incumbent, incumbent_accuracy, registration)
+    if failures:
+        raise GateError("Candidate rejected, nothing registered: " + "; ".join(failures))
+    logger.info("Gate passed: test accuracy %.4f", accuracy)
+    return {
+        "test_accuracy": accuracy,
+        "per_class": per_class,
+        "production_version": incumbent.version if incumbent else None,
+        "production_test_accuracy": incumbent_accuracy,
+        "photo_images": len(real_pictures),
+        "photo_accuracy": photo_accuracy,
+        "photo_accuracy_by_category": by_category,
+        # For the model card: its figures come from this pass, not from another one.
+        "confusion_matrix": confusion_matrix(labels, predicted).tolist(),
+        "misread": [[int(i), int(predicted[i])] for i in np.flatnonzero(predicted != labels)],
+    }
+
+
+def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> tuple[float, dict[str, float]]:
+    """Accuracy of the predicted digits, overall and per digit (MLflow metric names)."""
+    per_class = {
+        f"test_accuracy_digit_{digit}": float((predicted[labels == digit] == digit).mean())
+        for digit in range(10)
+    }
+    return float((predicted == labels).mean()), per_class
+
+
+def _gate_failures(
+    accuracy: float,
+    incumbent: Any | None,
+    incumbent_accuracy: float | None,
+    registration: RegistrationParameters,
+) -> list[str]:
+    """Each gate check the candidate fails, with by how much."""
     failures = []
     minimum = registration.min_test_accuracy
     if accuracy < minimum:
@@ -98,18 +134,7 @@ def evaluate_candidate(
                 f"{incumbent.version} ({incumbent_accuracy:.4f}), more than "
                 f"registration.max_regression {registration.max_regression}"
             )
-    if failures:
-        raise GateError("Candidate rejected, nothing registered: " + "; ".join(failures))
-    logger.info("Gate passed: test accuracy %.4f", accuracy)
-    return {
-        "test_accuracy": accuracy,
-        "per_class": per_class,
-        "production_version": incumbent.version if incumbent else None,
-        "production_test_accuracy": incumbent_accuracy,
-        # For the model card: its figures come from this pass, not from another one.
-        "confusion_matrix": confusion_matrix(labels, predicted).tolist(),
-        "misread": [[int(i), int(predicted[i])] for i in np.flatnonzero(predicted != labels)],
-    }
+    return failures
 
 
 def _git_commit() -> str:
@@ -214,31 +239,21 @@ def push_to_production(
     """
     name, version = sandbox_version["name"], sandbox_version["version"]
     lineage = f"{sandbox.display_uri}#{name}/{version}"
-    with production.session() as client:
-        ensure_registered_model(client, name)
-        for existing in client.search_model_versions(f"name = '{name}'"):
-            if existing.tags.get(LINEAGE_TAG) == lineage:
-                logger.info(
-                    "%s is already sandbox version %s and production version %s: nothing pushed",
-                    name,
-                    version,
-                    existing.version,
-                )
-                return _pushed(existing, lineage, already_pushed=True)
+    existing = _copy_of(production, name, lineage)
+    if existing is not None:
+        logger.info(
+            "%s is already sandbox version %s and production version %s: nothing pushed",
+            name,
+            version,
+            existing.version,
+        )
+        return _pushed(existing, lineage, already_pushed=True)
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as download_dir:
         local_dir = sandbox.download(f"models:/{name}/{version}", download_dir)
-        lineage_tags = {
-            LINEAGE_TAG: lineage,
-            "mnist.source_registry": sandbox.display_uri,
-            "mnist.source_model": name,
-            "mnist.source_version": str(version),
-            "mnist.source_run": sandbox_version["run_id"],
-        }
-        pushed = _register_copy(
-            production, local_dir, {**sandbox_version["tags"], **lineage_tags}, registration
-        )
+        tags = {**sandbox_version["tags"], **_lineage_tags(sandbox, sandbox_version, lineage)}
+        pushed = _register_copy(production, local_dir, tags, registration)
     logger.info(
         "Pushed sandbox %s v%s to production v%s in %.1f s",
         name,
@@ -247,6 +262,29 @@ def push_to_production(
         time.perf_counter() - started,
     )
     return _pushed(pushed, lineage, already_pushed=False)
+
+
+def _lineage_tags(
+    sandbox: Workspace, sandbox_version: dict[str, Any], lineage: str
+) -> dict[str, str]:
+    """The tags saying which sandbox version a production version is a copy of."""
+    return {
+        LINEAGE_TAG: lineage,
+        "mnist.source_registry": sandbox.display_uri,
+        "mnist.source_model": sandbox_version["name"],
+        "mnist.source_version": str(sandbox_version["version"]),
+        "mnist.source_run": sandbox_version["run_id"],
+    }
+
+
+def _copy_of(production: Workspace, name: str, lineage: str) -> Any | None:
+    """The production version pushed from ``lineage`` (a sandbox version), or None."""
+    with production.session() as client:
+        ensure_registered_model(client, name)
+        for existing in client.search_model_versions(f"name = '{name}'"):
+            if existing.tags.get(LINEAGE_TAG) == lineage:
+                return existing
+    return None
 
 
 def _register_copy(
@@ -304,25 +342,21 @@ CARD_TRAINING_METRICS = ("validation_accuracy", "test_accuracy", "images_per_s",
 
 
 def build_model_card(
-    candidate: dict[str, Any],
     champion: dict[str, Any],
     evaluation: dict[str, Any],
     data_report: dict[str, Any],
     model_input: ArrayBundle,
-    real_pictures: pd.DataFrame,
     registration: RegistrationParameters,
 ) -> tuple[ModelCard, dict[str, bytes]]:
-    """The gated candidate's model card and its pictures: MNIST figures from the gate's
-    prediction pass, and one pass over the real-picture set. The lineage is added on
-    publishing, once both registries have numbered the version."""
+    """The gated candidate's model card and its pictures, from the gate's evaluation (one
+    prediction pass). The lineage is added on publishing, once both registries have numbered
+    the version."""
     arrays = model_input.load()
     mnist, pictures = mnist_accuracy(
         np.asarray(evaluation["confusion_matrix"]),
         evaluation["misread"],
         (arrays["test_images"], arrays["test_labels"]),
     )
-    model = mlflow.pyfunc.load_model(candidate["model_uri"])
-    accuracy, by_category = picture_accuracy(model, real_pictures, len(real_pictures))
     card = ModelCard(
         name=registration.model_name,
         strategy=champion["strategy"],
@@ -337,7 +371,9 @@ def build_model_card(
         data_images={split: figures["images"] for split, figures in data_report["splits"].items()},
         mnist=mnist,
         pictures=PictureAccuracy(
-            images=len(real_pictures), accuracy=accuracy, by_category=by_category
+            images=evaluation["photo_images"],
+            accuracy=evaluation["photo_accuracy"],
+            by_category=evaluation["photo_accuracy_by_category"],
         ),
         gate=Gate(
             decision="passed",
@@ -359,7 +395,11 @@ def publish_model_card(
     production: Workspace,
 ) -> dict[str, Any]:
     """Write the card, with its lineage, beside the version in both registries: files in the
-    version's run (``model_card/``), summary as the version's description."""
+    version's run (``model_card/``), summary as the version's description.
+
+    A version's card is written once: registering the same model again keeps it, and with it
+    deploy's section.
+    """
     name = sandbox_version["name"]
     versions = (str(sandbox_version["version"]), str(production_version["version"]))
     lineage = Lineage(
@@ -375,5 +415,13 @@ def publish_model_card(
     )
     card = card.model_copy(update={"lineage": lineage})
     for workspace, version in zip((sandbox, production), versions, strict=True):
-        card_store.publish(workspace, name, version, card, pictures)
-    return {"name": name, "sandbox": versions[0], "production": versions[1], "path": "model_card"}
+        if card_store.has_card(workspace, name, version):
+            logger.info("%s version %s in %s already has its card", name, version, workspace.name)
+        else:
+            card_store.publish(workspace, name, version, card, pictures)
+    return {
+        "name": name,
+        "sandbox": versions[0],
+        "production": versions[1],
+        "path": card_store.CARD_FOLDER,
+    }

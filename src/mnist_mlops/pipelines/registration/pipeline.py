@@ -18,19 +18,23 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(log_candidate, ["champion_model", "champion"], "candidate", name="log_candidate"),
             node(
                 evaluate_candidate,
-                ["candidate", "model_input", "production_workspace", "params:registration"],
+                [
+                    "candidate",
+                    "model_input",
+                    "real_pictures",
+                    "production_workspace",
+                    "params:registration",
+                ],
                 "gate_evaluation",
                 name="evaluate_candidate",
             ),
             node(
                 build_model_card,
                 [
-                    "candidate",
                     "champion",
                     "gate_evaluation",
                     "data_report",
                     "model_input",
-                    "real_pictures",
                     "params:registration",
                 ],
                 ["model_card", "model_card_pictures"],

@@ -14,6 +14,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 import mlflow
@@ -47,14 +48,7 @@ def main(repeats: int, master: str) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         production = Workspace(name="production", tracking_uri=f"sqlite:///{tmp}/mlflow.db")
-        mlflow.set_tracking_uri(production.tracking_uri)
-        with production.session() as client:
-            mlflow.set_experiment("batch-benchmark")
-            with mlflow.start_run():
-                model = build_model("lean_cnn", {"learning_rate": 0.003, "dropout": 0.3}, 1)
-                info = log_servable_model(model, registered_model_name=NAME)
-            client.set_registered_model_alias(NAME, "production", info.registered_model_version)
-            pyfunc = mlflow.pyfunc.load_model(f"models:/{NAME}@production")
+        pyfunc = production_model(production)
         pixels = images.astype("float32")
         pyfunc.predict(pixels[:64])  # warm-up
         baseline = [timed(lambda: pyfunc.predict(pixels)) for _ in range(repeats)]
@@ -78,15 +72,32 @@ def main(repeats: int, master: str) -> None:
     if rows != len(images):
         raise SystemExit(f"Spark wrote {rows} predictions for {len(images)} images")
 
-    base = statistics.median(baseline)
     print(f"{len(images)} images, median of {repeats}; Spark master {master}")
+    print_ratios(len(images), statistics.median(baseline), statistics.median(warm), cold)
+
+
+def production_model(production: Workspace) -> Any:
+    """A fresh lean CNN registered as ``NAME`` with the alias ``production``, as a pyfunc."""
+    hyperparameters = yaml.safe_load((ROOT / "conf/base/parameters_training.yml").read_text())
+    model = build_model("lean_cnn", hyperparameters["training"]["hyperparameters"], 1)
+    mlflow.set_tracking_uri(production.tracking_uri)
+    with production.session() as client:
+        mlflow.set_experiment("batch-benchmark")
+        with mlflow.start_run():
+            info = log_servable_model(model, registered_model_name=NAME)
+        client.set_registered_model_alias(NAME, "production", info.registered_model_version)
+        return mlflow.pyfunc.load_model(f"models:/{NAME}@production")
+
+
+def print_ratios(images: int, base: float, warm: float, cold: float) -> None:
+    """Seconds, images/s and the ratio to the one-process baseline, one line each."""
     print(f"{'':34} {'seconds':>8} {'images/s':>9} {'ratio':>6}")
     for label, seconds in (
         ("pyfunc.predict, one process", base),
-        ("batch_predict node on Spark", statistics.median(warm)),
+        ("batch_predict node on Spark", warm),
         ("  the same, cold (first run)", cold),
     ):
-        print(f"{label:34} {seconds:8.2f} {len(images) / seconds:9.0f} {base / seconds:5.2f}x")
+        print(f"{label:34} {seconds:8.2f} {images / seconds:9.0f} {base / seconds:5.2f}x")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import urllib.request
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from tests.conftest import PHOTOS
 from tests.serving.conftest import post
@@ -216,12 +217,14 @@ def test_request_notebook_runs_against_the_server(scoring_server, monkeypatch):
     assert "digit: 7 (confidence" in printed
 
 
-def test_client_prints_digit_and_confidence(scoring_server, capsys):
+def test_client_prints_digit_and_confidence(scoring_server):
     from mnist_mlops.serving.client import main
 
     photos = [str(p) for p in PHOTOS[:2]]
-    assert main([*photos, "--url", scoring_server["url"], "--token", scoring_server["token"]]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    arguments = [*photos, "--url", scoring_server["url"], "--token", scoring_server["token"]]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
     assert [line.split(": ")[0] for line in lines] == photos
     assert all(line.endswith("%)") for line in lines)
 
@@ -234,10 +237,11 @@ def test_client_prints_digit_and_confidence(scoring_server, capsys):
         ([str(PHOTOS[0]), "--url", "http://127.0.0.1:9"], "cannot reach http://127.0.0.1:9"),
     ],
 )
-def test_client_errors_are_clear(scoring_server, capsys, arguments, message):
+def test_client_errors_are_clear(scoring_server, arguments, message):
     from mnist_mlops.serving.client import main
 
     if "--url" not in arguments:
         arguments = [*arguments, "--url", scoring_server["url"]]
-    assert main(arguments) != 0
-    assert message in capsys.readouterr().err
+    result = CliRunner(env={"MNIST_SERVING_TOKEN": None}).invoke(main, arguments)
+    assert result.exit_code != 0
+    assert message in result.stderr

@@ -49,6 +49,31 @@ def test_a_digit_between_ruled_lines_and_in_a_frame(digits):
         assert best_match(digit_candidates(picture), digit) > 0.6
 
 
+def plotted(digit: np.ndarray, cmap: str) -> bytes:
+    """The digit as matplotlib shows it: axes, ticks and tick labels, a title, a colour bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(3.2, 3), dpi=80)
+    figure.colorbar(axes.imshow(digit, cmap=cmap), ax=axes)
+    axes.set_title("test image")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("cmap", ["gray_r", "viridis", "magma"])
+def test_a_plotted_digit_is_read_inside_its_axes_in_one_polarity(digits, cmap):
+    """Not the tick labels, the colour bar or an axis; a light digit on a dark colour map is
+    not read as the dark paper between its strokes."""
+    for digit in digits[:6]:
+        candidates = digit_candidates(plotted(digit, cmap))
+        assert len(candidates) == 1 and best_match(candidates, digit) > 0.8
+
+
 def test_exif_rotation_and_transparency_are_honoured(digits):
     digit = digits[0]
     upright = Image.fromarray(255 - upscaled(digit, 200)).convert("RGB")

@@ -9,9 +9,10 @@ from mnist_mlops.datasets import PictureSetDataset
 from tests.conftest import REAL_PICTURES
 from tests.serving.conftest import post
 
-# Measured with the session's decent model (98.5% on MNIST); see docs/handwriting.md.
-MIN_OVERALL = 0.9
-MIN_PER_CATEGORY = 0.6
+# The targets, met by the session's decent model (98.65% on MNIST): 264/272, every
+# category >= 90%; see docs/handwriting.md.
+MIN_OVERALL = 0.97
+MIN_PER_CATEGORY = 0.9
 
 
 @pytest.fixture(scope="module")

@@ -244,6 +244,34 @@ def _openapi() -> dict[str, Any]:
     return yaml.safe_load(OPENAPI.read_text())
 
 
+# Exception handlers: each answers in the scoring protocol's error format and counts the error.
+async def _refusal(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Refusal)
+    metrics.ERRORS.labels(kind=exc.error_code.lower()).inc()
+    return error(exc.status, exc.error_code, str(exc), exc.close)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "BAD_REQUEST")
+    metrics.ERRORS.labels(kind=code.lower()).inc()
+    response = error(exc.status_code, code, f"{exc.detail}: {request.method} {request.url.path}")
+    response.headers.update(exc.headers or {})
+    return response
+
+
+async def _disconnected(request: Request, exc: Exception) -> Response:
+    metrics.ERRORS.labels(kind="client_disconnected").inc()
+    logger.info("client %s disconnected before sending its whole request", request.client)
+    return error(400, "BAD_REQUEST", "client disconnected")  # never sent: nobody is there
+
+
+async def _internal(request: Request, exc: Exception) -> Response:
+    metrics.ERRORS.labels(kind="internal").inc()
+    logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error(500, "INTERNAL_ERROR", "the server failed on this request")
+
+
 def create_app(config: AppConfig) -> Starlette:
     """The app of one worker: its routes, its model follower and its request log."""
     scorer = Scorer(config)
@@ -259,31 +287,6 @@ def create_app(config: AppConfig) -> Starlette:
         following.cancel()
         scorer.request_log.close()
 
-    async def refusal(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, Refusal)
-        metrics.ERRORS.labels(kind=exc.error_code.lower()).inc()
-        return error(exc.status, exc.error_code, str(exc), exc.close)
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "BAD_REQUEST")
-        metrics.ERRORS.labels(kind=code.lower()).inc()
-        response = error(
-            exc.status_code, code, f"{exc.detail}: {request.method} {request.url.path}"
-        )
-        response.headers.update(exc.headers or {})
-        return response
-
-    async def disconnected(request: Request, exc: Exception) -> Response:
-        metrics.ERRORS.labels(kind="client_disconnected").inc()
-        logger.info("client %s disconnected before sending its whole request", request.client)
-        return error(400, "BAD_REQUEST", "client disconnected")  # never sent: nobody is there
-
-    async def internal(request: Request, exc: Exception) -> Response:
-        metrics.ERRORS.labels(kind="internal").inc()
-        logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        return error(500, "INTERNAL_ERROR", "the server failed on this request")
-
     app = Starlette(
         routes=[
             Route("/invocations", scorer.invocations, methods=["POST"]),
@@ -296,10 +299,10 @@ def create_app(config: AppConfig) -> Starlette:
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
         ],
         exception_handlers={
-            Refusal: refusal,
-            HTTPException: http_error,
-            ClientDisconnect: disconnected,
-            Exception: internal,
+            Refusal: _refusal,
+            HTTPException: _http_error,
+            ClientDisconnect: _disconnected,
+            Exception: _internal,
         },
         lifespan=lifespan,
     )

@@ -5,15 +5,14 @@ python -m mnist_mlops.serving.client photo.jpg scan.png --url http://127.0.0.1:5
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
-import os
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+import click
 
 
 def predict_files(paths: list[Path], url: str, token: str | None = None, timeout_s: float = 30):
@@ -39,35 +38,31 @@ def _error_message(error: urllib.error.HTTPError) -> str:
         return error.reason
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Ask the scoring server which digit each image is."
-    )
-    parser.add_argument("images", nargs="+", type=Path, help="PNG or JPEG files")
-    parser.add_argument("--url", required=True, help="e.g. http://127.0.0.1:5001")
-    parser.add_argument("--token", default=os.environ.get("MNIST_SERVING_TOKEN"))
-    args = parser.parse_args(argv)
-    missing = [str(path) for path in args.images if not path.is_file()]
+@click.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--url", required=True, help="e.g. http://127.0.0.1:5001")
+@click.option("--token", envvar="MNIST_SERVING_TOKEN", help="default: $MNIST_SERVING_TOKEN")
+def main(images: tuple[Path, ...], url: str, token: str | None) -> None:
+    """Ask the scoring server which digit each image (PNG or JPEG) is."""
+    missing = [str(path) for path in images if not path.is_file()]
     if missing:
-        print(f"error: no such file: {', '.join(missing)}", file=sys.stderr)
-        return 2
+        _fail(f"no such file: {', '.join(missing)}", code=2)
     try:
-        predictions = predict_files(args.images, args.url, args.token)
+        predictions = predict_files(list(images), url, token)
     except urllib.error.HTTPError as error:
         hint = " (pass --token or set MNIST_SERVING_TOKEN)" if error.code == 401 else ""
-        print(
-            f"error: the server answered {error.code}: {_error_message(error)}{hint}",
-            file=sys.stderr,
-        )
-        return 1
+        _fail(f"the server answered {error.code}: {_error_message(error)}{hint}")
     except urllib.error.URLError as error:
-        print(f"error: cannot reach {args.url}: {error.reason}", file=sys.stderr)
-        return 1
-    for path, prediction in zip(args.images, predictions, strict=True):
+        _fail(f"cannot reach {url}: {error.reason}")
+    for path, prediction in zip(images, predictions, strict=True):
         digit = prediction["digit"]
-        print(f"{path}: {digit} ({prediction['probabilities'][digit]:.1%})")
-    return 0
+        click.echo(f"{path}: {digit} ({prediction['probabilities'][digit]:.1%})")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

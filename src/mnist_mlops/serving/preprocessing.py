@@ -9,8 +9,9 @@ plot's frame do not decide it), the ink is whatever stands out from that backgro
 direction, and the digit is the largest group of ink that is neither a line across the picture
 (ruled or squared paper, plot axes, page edges) nor a frame, together with the strokes near it
 (the bar of a 5). Both polarities are tried; the background around the found strokes decides
-which one was the ink. All of it runs on the picture scaled to at most ``WORK_SIDE`` pixels, so
-the cost per image is bounded whatever its size.
+which one was the ink. In a plot, the digit is looked for only inside the axes, whose colour
+map's paper decides the polarity. All of it runs on the picture scaled to at most ``WORK_SIDE``
+pixels, so the cost per image is bounded whatever its size.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ ORIENTATION = 0x0112  # the EXIF tag saying how a photo must be turned upright
 WORK_SIDE = 96  # the digit is searched for at this size: enough for 20 x 20, cheap to filter
 MIN_CONTRAST = 12.0  # grey levels: below this nothing stands out from the paper
 MNIST_STROKE = 0.12  # MNIST strokes are about 2.4 pixels wide in a 20-pixel digit
+AXES_CONTRAST = 40.0  # grey levels: a plot's axes lines, scaled to ``WORK_SIDE``, differ more
 
 
 class InvalidInput(ValueError):
@@ -136,12 +138,25 @@ class _Part(NamedTuple):
 
 
 def _digit_inks(gray: np.ndarray) -> list[np.ndarray]:
-    """The digit's ink (0-255, bright on black) cropped to it, for each polarity that has one."""
+    """The digit's ink (0-255, bright on black) cropped to it, for each polarity that has one.
 
-    # The local background is the picture with features narrower than k closed (dark ink) or
-    # opened (light ink): it follows uneven light and shadows.
+    Inside a plot's axes, only there and in the one polarity its colour map's paper says.
+    """
+    box = _plot_box(gray)
+    if box is None:
+        # The local background is the picture with features narrower than k closed (dark ink)
+        # or opened (light ink): it follows uneven light and shadows.
+        inks = (_background(gray, light=True) - gray, gray - _background(gray, light=False))
+    else:
+        # The axes' paper is one colour, the colour map's low or high end: it says which ink
+        # is the digit (the dark paper between a light digit's strokes is not dark ink). Set
+        # on more of it, so that a digit filling the axes is not a line across the picture.
+        inside = gray[box]
+        paper = float(np.median(_ring(inside)))
+        gray = np.pad(inside, max(inside.shape) // 4, constant_values=paper)
+        inks = (np.clip(gray - paper if paper < 128 else paper - gray, 0, None),)
     found = []
-    for ink in (_background(gray, light=True) - gray, gray - _background(gray, light=False)):
+    for ink in inks:
         mask, parts, labels = _digit_parts(ink)
         if parts:
             top, left, bottom, right = _union_box(parts)
@@ -155,6 +170,56 @@ def _digit_inks(gray: np.ndarray) -> list[np.ndarray]:
     if not found:
         raise InvalidInput("no digit found: nothing in the image stands out from its background")
     return [ink for _, ink in sorted(found, key=lambda item: -item[0])]
+
+
+def _ring(gray: np.ndarray) -> np.ndarray:
+    """The outermost pixels of a picture."""
+    return np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
+
+
+def _longest_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``mask``: the length and the start of its longest run (0, 0 for none)."""
+    padded = np.zeros((mask.shape[0], mask.shape[1] + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    edges = np.diff(padded, axis=1)
+    rows, starts = np.nonzero(edges == 1)  # by row, then column: runs pair up in order
+    ends = np.nonzero(edges == -1)[1]
+    order = np.lexsort((ends - starts, rows))  # by row, the longest run last
+    rows, starts, ends = rows[order], starts[order], ends[order]
+    last = np.ones(rows.size, dtype=bool)
+    last[:-1] = rows[1:] != rows[:-1]
+    lengths, begins = np.zeros(mask.shape[0], int), np.zeros(mask.shape[0], int)
+    lengths[rows[last]] = (ends - starts)[last]
+    begins[rows[last]] = starts[last]
+    return lengths, begins
+
+
+def _plot_box(gray: np.ndarray) -> tuple[slice, slice] | None:
+    """Inside a plot's axes, if the picture is one: a box of straight lines (or a filled image)
+    set in from the picture's edges, whose tick labels, title and colour bar are outside it.
+
+    The box's top and bottom are the first and last rows marked across half the picture, over
+    the same columns; its sides are marked along nearly all of its height.
+    """
+    height, width = gray.shape
+    marked = np.abs(gray - np.median(_ring(gray))) > AXES_CONTRAST
+    lengths, begins = _longest_runs(marked)
+    long_rows = np.flatnonzero(lengths >= 0.5 * width)
+    if long_rows.size < 2:
+        return None
+    top, bottom = int(long_rows[0]), int(long_rows[-1])
+    left, right = int(begins[top]), int(begins[top] + lengths[top])
+    same_columns = (
+        abs(begins[bottom] - left) <= 2 and abs(begins[bottom] + lengths[bottom] - right) <= 2
+    )
+    set_in = top > 0 and left > 0 and bottom < height - 1 and right < width
+    if not (same_columns and set_in and bottom - top >= 0.4 * height):
+        return None
+    sides = marked[top : bottom + 1, [left, left + 1, right - 2, right - 1]].mean(axis=0)
+    if max(sides[:2]) < 0.9 or max(sides[2:]) < 0.9:
+        return None
+    # Two pixels in: the axes' lines, softened by scaling, stay outside.
+    return slice(top + 2, bottom - 1), slice(left + 2, right - 2)
 
 
 def _background(gray: np.ndarray, light: bool) -> np.ndarray:
@@ -297,6 +362,8 @@ def _is_clutter(part: _Part, labels: np.ndarray, shape: tuple[int, int]) -> bool
     touches = top == 0 or left == 0 or bottom == shape[0] or right == shape[1]
     if spans and (thin or touches):
         return True  # a ruled line, an axis, a page edge, a margin
+    if touches and thin and max(height / shape[0], width / shape[1]) >= 0.5:
+        return True  # a page's or a table's edge cut by the picture (a phone photo's corner)
     if min(height, width) < max(8, 0.3 * max(height, width)):
         return False
     # A straight line along three or four sides of it: a frame, a canvas, a screen, plot axes.

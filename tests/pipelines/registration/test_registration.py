@@ -231,13 +231,13 @@ def _run_registration(servers, tiny_model, small_model_input, params, folder):
         "champion": CHAMPION,
         "model_input": small_model_input,
         "data_report": DATA_REPORT,
-        "real_pictures": PictureSetDataset(filepath=str(REAL_PICTURES)).load(),
         "sandbox_workspace": workspace(servers["sandbox"], "sandbox"),
         "production_workspace": workspace(servers["production"], "production"),
         "params:registration": params,
     }
     catalog = DataCatalog(
         {name: MemoryDataset(value, copy_mode="assign") for name, value in inputs.items()}
+        | {"real_pictures": PictureSetDataset(filepath=str(REAL_PICTURES))}
         | {
             output: JSONDataset(filepath=str(folder / f"{output}.json"))
             for output in ("sandbox_model_version", "production_model_version")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,20 @@ def images_to_table(images: np.ndarray) -> pd.DataFrame:
     )
 
 
+def _prediction_udf(spark: Any, production: Workspace, model_uri: str) -> Any:
+    """A Spark UDF scoring with the production workspace's model ``model_uri``."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="batch-predict-") as folder:
+        # spark_udf copies the model into a folder of its own for the executors.
+        return mlflow.pyfunc.spark_udf(
+            spark,
+            production.download(model_uri, folder),
+            result_type=PREDICTION_TYPE,
+            env_manager="local",
+        )
+
+
 def score_images(
     images: DataFrame, production: Workspace, batch_predict: BatchPredictParameters
 ) -> DataFrame:
@@ -50,8 +65,6 @@ def score_images(
     Raises:
         ValueError: when the table lacks a column, or no version holds the alias.
     """
-    import mlflow
-
     missing = {"id", "pixels"} - set(images.columns)
     if missing:
         raise ValueError(f"the image table has no column {sorted(missing)}: {images.columns}")
@@ -63,14 +76,7 @@ def score_images(
             "workspace: run `kedro run --pipeline deploy --env gcp` first"
         )
     logger.info("Scoring with models:/%s/%s (@%s) on Spark", name, version.version, alias)
-    with tempfile.TemporaryDirectory(prefix="batch-predict-") as folder:
-        # spark_udf copies the model into a folder of its own for the executors.
-        predict = mlflow.pyfunc.spark_udf(
-            images.sparkSession,
-            production.download(f"models:/{name}/{version.version}", folder),
-            result_type=PREDICTION_TYPE,
-            env_manager="local",
-        )
+    predict = _prediction_udf(images.sparkSession, production, f"models:/{name}/{version.version}")
     if batch_predict.partitions:
         images = images.repartition(batch_predict.partitions)
     scored = images.select("id", predict(F.struct("pixels")).alias("prediction"))

@@ -96,15 +96,7 @@ def split_train_validation(
     train_x, val_x, train_y, val_y = train_test_split(
         images, labels, test_size=n_validation, stratify=labels, random_state=seed
     )
-    max_train = parameters.max_train_images
-    if 0 < max_train < len(train_x):
-        if max_train < NUM_CLASSES:
-            raise DataValidationError(
-                f"data_prep.max_train_images={max_train} cannot hold one image of each digit"
-            )
-        train_x, _, train_y, _ = train_test_split(
-            train_x, train_y, train_size=max_train, stratify=train_y, random_state=seed
-        )
+    train_x, train_y = _at_most(train_x, train_y, parameters.max_train_images, seed)
     logger.info(
         "Prepared %d training, %d validation and %d test images",
         len(train_x),
@@ -119,6 +111,22 @@ def split_train_validation(
         "test_images": mnist["test_images"],
         "test_labels": mnist["test_labels"],
     }
+
+
+def _at_most(
+    images: np.ndarray, labels: np.ndarray, max_images: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded, stratified subset of ``max_images`` images (0 or more than there are: all)."""
+    if not 0 < max_images < len(images):
+        return images, labels
+    if max_images < NUM_CLASSES:
+        raise DataValidationError(
+            f"data_prep.max_train_images={max_images} cannot hold one image of each digit"
+        )
+    images, _, labels, _ = train_test_split(
+        images, labels, train_size=max_images, stratify=labels, random_state=seed
+    )
+    return images, labels
 
 
 def build_data_report(model_input: ArrayBundle) -> dict[str, Any]:

@@ -253,6 +253,20 @@ def _exercise(server: ScoringProcess, token: str, requests: tuple, repeats: int)
     return problems, latencies
 
 
+def _staging_server(
+    name: str, production: Workspace, token: str, ready_timeout_s: float
+) -> ScoringProcess:
+    """A scoring server (not started) for ``models:/<name>@staging``, in the production
+    workspace's environment alone, requiring ``token``."""
+    return ScoringProcess.for_model(
+        f"models:/{name}@staging",
+        env={**production.subprocess_env(), "MNIST_SERVING_TOKEN": token},
+        inherit_env=False,
+        token=token,
+        ready_timeout_s=ready_timeout_s,
+    )
+
+
 def infra_validate(
     staged: dict[str, Any],
     test_images: np.ndarray,
@@ -276,13 +290,7 @@ def infra_validate(
     token = secrets.token_urlsafe(16)
     requests = _infra_requests(test_images, pictures, deployment.picture_batch_size)
     repeats = deployment.infra_requests
-    server = ScoringProcess.for_model(
-        f"models:/{staged['name']}@staging",
-        env={**production.subprocess_env(), "MNIST_SERVING_TOKEN": token},
-        inherit_env=False,
-        token=token,
-        ready_timeout_s=deployment.server_ready_timeout_s,
-    )
+    server = _staging_server(staged["name"], production, token, deployment.server_ready_timeout_s)
     try:
         with server:
             problems, latencies = _exercise(server, token, requests, repeats)
@@ -296,14 +304,19 @@ def infra_validate(
             + "; ".join(problems)
             + f"\nserver log:\n{server.log_tail()}",
         )
-    report = {
-        "ready_after_s": round(server.ready_after_s, 2),
+    report = _latency_report(server.ready_after_s, latencies)
+    logger.info("Infra-validation passed: %s", report)
+    return report
+
+
+def _latency_report(ready_after_s: float, latencies: list[float]) -> dict[str, Any]:
+    """How soon the server was ready and how fast it answered (milliseconds)."""
+    return {
+        "ready_after_s": round(ready_after_s, 2),
         "requests": len(latencies),
         "latency_p50_ms": round(statistics.median(latencies), 2),
         "latency_max_ms": round(max(latencies), 2),
     }
-    logger.info("Infra-validation passed: %s", report)
-    return report
 
 
 def promote(

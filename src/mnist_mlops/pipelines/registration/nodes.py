@@ -73,11 +73,7 @@ def evaluate_candidate(
     model = mlflow.pyfunc.load_model(candidate["model_uri"])
     predicted = model.predict(arrays["test_images"].astype(np.float32))["digit"].to_numpy()
     labels = arrays["test_labels"]
-    accuracy = float((predicted == labels).mean())
-    per_class = {
-        f"test_accuracy_digit_{digit}": float((predicted[labels == digit] == digit).mean())
-        for digit in range(10)
-    }
+    accuracy, per_class = _accuracy(predicted, labels)
     photo_accuracy, by_category = picture_accuracy(model, real_pictures, len(real_pictures))
     incumbent = version_with_alias(production, registration.model_name, "production")
     incumbent_accuracy = (
@@ -107,13 +103,22 @@ def evaluate_candidate(
     }
 
 
+def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> tuple[float, dict[str, float]]:
+    """Accuracy of the predicted digits, overall and per digit (MLflow metric names)."""
+    per_class = {
+        f"test_accuracy_digit_{digit}": float((predicted[labels == digit] == digit).mean())
+        for digit in range(10)
+    }
+    return float((predicted == labels).mean()), per_class
+
+
 def _gate_failures(
     accuracy: float,
-    incumbent: Any,
+    incumbent: Any | None,
     incumbent_accuracy: float | None,
     registration: RegistrationParameters,
 ) -> list[str]:
-    """Each gate check the accuracy fails, and by how much."""
+    """Each gate check the candidate fails, with by how much."""
     failures = []
     minimum = registration.min_test_accuracy
     if accuracy < minimum:
@@ -234,31 +239,21 @@ def push_to_production(
     """
     name, version = sandbox_version["name"], sandbox_version["version"]
     lineage = f"{sandbox.display_uri}#{name}/{version}"
-    with production.session() as client:
-        ensure_registered_model(client, name)
-        for existing in client.search_model_versions(f"name = '{name}'"):
-            if existing.tags.get(LINEAGE_TAG) == lineage:
-                logger.info(
-                    "%s is already sandbox version %s and production version %s: nothing pushed",
-                    name,
-                    version,
-                    existing.version,
-                )
-                return _pushed(existing, lineage, already_pushed=True)
+    existing = _copy_of(production, name, lineage)
+    if existing is not None:
+        logger.info(
+            "%s is already sandbox version %s and production version %s: nothing pushed",
+            name,
+            version,
+            existing.version,
+        )
+        return _pushed(existing, lineage, already_pushed=True)
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as download_dir:
         local_dir = sandbox.download(f"models:/{name}/{version}", download_dir)
-        lineage_tags = {
-            LINEAGE_TAG: lineage,
-            "mnist.source_registry": sandbox.display_uri,
-            "mnist.source_model": name,
-            "mnist.source_version": str(version),
-            "mnist.source_run": sandbox_version["run_id"],
-        }
-        pushed = _register_copy(
-            production, local_dir, {**sandbox_version["tags"], **lineage_tags}, registration
-        )
+        tags = {**sandbox_version["tags"], **_lineage_tags(sandbox, sandbox_version, lineage)}
+        pushed = _register_copy(production, local_dir, tags, registration)
     logger.info(
         "Pushed sandbox %s v%s to production v%s in %.1f s",
         name,
@@ -267,6 +262,29 @@ def push_to_production(
         time.perf_counter() - started,
     )
     return _pushed(pushed, lineage, already_pushed=False)
+
+
+def _lineage_tags(
+    sandbox: Workspace, sandbox_version: dict[str, Any], lineage: str
+) -> dict[str, str]:
+    """The tags saying which sandbox version a production version is a copy of."""
+    return {
+        LINEAGE_TAG: lineage,
+        "mnist.source_registry": sandbox.display_uri,
+        "mnist.source_model": sandbox_version["name"],
+        "mnist.source_version": str(sandbox_version["version"]),
+        "mnist.source_run": sandbox_version["run_id"],
+    }
+
+
+def _copy_of(production: Workspace, name: str, lineage: str) -> Any | None:
+    """The production version pushed from ``lineage`` (a sandbox version), or None."""
+    with production.session() as client:
+        ensure_registered_model(client, name)
+        for existing in client.search_model_versions(f"name = '{name}'"):
+            if existing.tags.get(LINEAGE_TAG) == lineage:
+                return existing
+    return None
 
 
 def _register_copy(

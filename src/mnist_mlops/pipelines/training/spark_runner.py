@@ -61,6 +61,29 @@ def _this_worker() -> str:
     return f"worker {rank} ({executor}, {process})"
 
 
+def _watchdog(context: Any, timeout_s: float) -> threading.Timer:
+    """A started timer that cancels the Spark jobs this thread starts next (a job group of
+    their own) after ``timeout_s`` seconds."""
+    group = f"mnist-training-{uuid.uuid4().hex[:8]}"
+    context.setJobGroup(group, "distributed training", interruptOnCancel=True)
+    watchdog = threading.Timer(timeout_s, context.cancelJobGroup, [group])
+    watchdog.start()
+    return watchdog
+
+
+def _spark_failure(exc: Exception) -> str:
+    """Why Spark failed a training job that no worker's exception explains."""
+    text = str(exc)
+    lost = _EXECUTOR_LOST.search(text)
+    if lost:
+        return f"executor {lost.group(1)} was lost ({lost.group(2)})"
+    # The worker failed outside the training function (e.g. unpickling it): quote the last
+    # Python exception of its traceback, else Spark's reason for aborting the job.
+    python_errors = _PYTHON_ERROR.findall(text)
+    reasons = _SPARK_REASON.findall(text)
+    return (python_errors or reasons or [text.splitlines()[0]])[-1].strip()
+
+
 def run_with_runner(
     train_fn: Callable[..., Any],
     *,
@@ -90,12 +113,7 @@ def run_with_runner(
         use_custom_strategy=custom_strategy,
     )
     context = runner.sc
-    group = f"mnist-training-{uuid.uuid4().hex[:8]}"
-    watchdog = None
-    if timeout_s and not local_mode:
-        context.setJobGroup(group, "distributed training", interruptOnCancel=True)
-        watchdog = threading.Timer(timeout_s, context.cancelJobGroup, [group])
-        watchdog.start()
+    watchdog = _watchdog(context, timeout_s) if timeout_s and not local_mode else None
     try:
         return runner.run(_ReportingTrainFn(train_fn), **kwargs)
     except Exception as exc:
@@ -107,17 +125,7 @@ def run_with_runner(
         found = _WORKER_ERROR.search(str(exc))
         if found:
             raise DistributedTrainingError(found.group(1).strip()) from None
-        lost = _EXECUTOR_LOST.search(str(exc))
-        if lost:
-            raise DistributedTrainingError(
-                f"Spark training job failed: executor {lost.group(1)} was lost ({lost.group(2)})"
-            ) from exc
-        # The worker failed outside the training function (e.g. unpickling it): quote the last
-        # Python exception of its traceback, else Spark's reason for aborting the job.
-        python_errors = _PYTHON_ERROR.findall(str(exc))
-        reasons = _SPARK_REASON.findall(str(exc))
-        reason = (python_errors or reasons or [str(exc).splitlines()[0]])[-1].strip()
-        raise DistributedTrainingError(f"Spark training job failed: {reason}") from exc
+        raise DistributedTrainingError(f"Spark training job failed: {_spark_failure(exc)}") from exc
     finally:
         if watchdog is not None:
             watchdog.cancel()

@@ -22,8 +22,10 @@ _LOG_RECORDS = (
     # the runner is what three of the four strategies are about, so it stays.
     ("tensorflow", r"_CollectiveAllReduceStrategyExperimental\.__init__ .* is deprecated"),
     # Each strategy's model is a new model whose predict function is traced once, when MLflow
-    # checks its input example: TensorFlow counts them as one function retraced.
-    ("tensorflow", r"calls to <function Model\.make_predict_function\.<locals>\.predict_function"),
+    # checks its input example, and whose test function is traced for the driver's evaluation
+    # (once per dataset shape, looping over 8 steps per execution): TensorFlow counts each kind
+    # as one function retraced.
+    ("tensorflow", r"calls to <function Model\.make_(predict|test)_function\.<locals>\."),
     # The servable pyfunc is pickled by value on purpose: the registered model loads and predicts
     # with nothing of this project installed (see serving/pyfunc.py).
     ("mlflow.pyfunc", r"Passing a Python object as `python_model` causes it to be serialized"),

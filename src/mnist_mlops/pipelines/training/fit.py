@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from mnist_mlops.datasets import ArrayBundle
-from mnist_mlops.pipelines.training.model import build_model, one_hot
+from mnist_mlops.pipelines.training.model import STEPS_PER_EXECUTION, build_model, one_hot
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,9 @@ def fit_model(
     epochs = hyperparameters["epochs"]
     steps_per_epoch = _steps_per_epoch(arrays, hyperparameters["batch_size"], strategy)
     with strategy.scope():
-        model = build_model(architecture, hyperparameters, steps_per_epoch * epochs)
+        model = build_model(
+            architecture, hyperparameters, steps_per_epoch * epochs, STEPS_PER_EXECUTION
+        )
     progress = progress_callback(epochs, _worker_rank())
     history = model.fit(
         strategy.distribute_datasets_from_function(

@@ -7,11 +7,18 @@ from typing import Any
 ARCHITECTURES = ("lean_cnn", "original_cnn")
 # Training steps per call of the compiled training function: one Python round trip per 8
 # batches. Two one-core Spark workers at global batch 128 trained at 0.53x of a plain fit with 1
-# and 0.72x with 8 (DESIGN.md); the progress callback then comes once per 8 steps.
+# and 0.72x with 8 (DESIGN.md); the progress callback then comes once per 8 steps. Training only:
+# tf_keras's predict fails ("Empty batch_outputs") on fewer batches than steps per execution, so
+# the models the driver holds, saves and evaluates are compiled with 1 (build_model's default).
 STEPS_PER_EXECUTION = 8
 
 
-def build_model(architecture: str, hyperparameters: dict[str, Any], total_steps: int):
+def build_model(
+    architecture: str,
+    hyperparameters: dict[str, Any],
+    total_steps: int,
+    steps_per_execution: int = 1,
+):
     """Build and compile a tf_keras CNN that takes raw 0-255 pixels (N, 28, 28).
 
     The rescaling to 0-1 is the model's first layer, so whoever calls the model (a Spark worker,
@@ -46,7 +53,7 @@ def build_model(architecture: str, hyperparameters: dict[str, Any], total_steps:
             label_smoothing=hyperparameters["label_smoothing"]
         ),
         metrics=["accuracy"],
-        steps_per_execution=STEPS_PER_EXECUTION,
+        steps_per_execution=steps_per_execution,
     )
     return model
 

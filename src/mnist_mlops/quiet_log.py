@@ -23,7 +23,7 @@ _LOG_RECORDS = (
     ("tensorflow", r"_CollectiveAllReduceStrategyExperimental\.__init__ .* is deprecated"),
     # Each strategy's model is a new model whose predict function is traced once, when MLflow
     # checks its input example, and whose test function is traced for the driver's evaluation
-    # (once per dataset shape, looping over 8 steps per execution): TensorFlow counts each kind
+    # (once per dataset shape): TensorFlow counts each kind
     # as one function retraced.
     ("tensorflow", r"calls to <function Model\.make_(predict|test)_function\.<locals>\."),
     # The servable pyfunc is pickled by value on purpose: the registered model loads and predicts

@@ -23,20 +23,11 @@ from mnist_mlops.pipelines.registration.nodes import (
 )
 from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
 from tests.conftest import REAL_PICTURES, workspace
+from tests.model_card.test_render import SECTIONS
 from tests.pipelines.registration.conftest import CHAMPION
 from tests.test_viz import CHROMIUM, CHROMIUM_ARGS
 
 NAME = "carded-cnn"  # its own model in the shared servers: no other test's aliases or versions
-SECTIONS = [
-    "Training",
-    "Hyperparameters",
-    "Data",
-    "MNIST test accuracy",
-    "Most confused pairs",
-    "Real pictures",
-    "Registration gate",
-    "Lineage",
-]
 
 
 def deployment(**changes) -> DeploymentParameters:

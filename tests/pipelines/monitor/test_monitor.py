@@ -3,6 +3,7 @@
 import json
 import shutil
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import mlflow
 import numpy as np
@@ -36,16 +37,18 @@ def shifted(images: np.ndarray, shift: str) -> np.ndarray:
 @pytest.fixture(scope="module")
 def request_logs(registry_uri, mnist_raw, tmp_path_factory):
     """One request log per kind of traffic, each written by a real server: labelled batches of
-    50 test images, as they are or shifted."""
+    50 test images, as they are or shifted. The four servers run side by side (their start-up,
+    mostly imports, is what takes time)."""
     images = mnist_raw["test_images"][-IMAGES:].astype(np.float64)
     labels = mnist_raw["test_labels"][-IMAGES:].tolist()
-    logs = {}
-    for shift in ("normal", "inverted", "rotated", "noisy"):
-        log = tmp_path_factory.mktemp("logs") / f"{shift}.jsonl"
+    shifts = ("normal", "inverted", "rotated", "noisy")
+    logs = {shift: tmp_path_factory.mktemp("logs") / f"{shift}.jsonl" for shift in shifts}
+
+    def record(shift: str) -> None:
         server = ScoringProcess.for_model(
             "models:/mnist-cnn@production", env={"MLFLOW_TRACKING_URI": registry_uri}
         )
-        server.command += ["--request-log", str(log)]
+        server.command += ["--request-log", str(logs[shift])]
         pixels = shifted(images, shift)
         with server:
             for start in range(0, IMAGES, 50):
@@ -60,7 +63,9 @@ def request_logs(registry_uri, mnist_raw, tmp_path_factory):
                 )
                 with urllib.request.urlopen(request, timeout=30) as response:
                     assert response.status == 200
-        logs[shift] = log
+
+    with ThreadPoolExecutor(len(shifts)) as pool:
+        list(pool.map(record, shifts))  # re-raises the first failure
     return logs
 
 

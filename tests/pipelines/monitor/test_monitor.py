@@ -44,12 +44,22 @@ def request_logs(registry_uri, mnist_raw, tmp_path_factory):
     shifts = ("normal", "inverted", "rotated", "noisy")
     logs = {shift: tmp_path_factory.mktemp("logs") / f"{shift}.jsonl" for shift in shifts}
 
-    def record(shift: str) -> None:
-        server = ScoringProcess.for_model(
+    def new_server() -> ScoringProcess:
+        return ScoringProcess.for_model(
             "models:/mnist-cnn@production", env={"MLFLOW_TRACKING_URI": registry_uri}
         )
+
+    servers: dict[str, ScoringProcess] = {}
+    for shift in shifts:  # four different ports: none is bound before the servers start
+        server = new_server()
+        while server.port in {other.port for other in servers.values()}:
+            server.log_path.unlink()
+            server = new_server()
         server.command += ["--request-log", str(logs[shift])]
-        pixels = shifted(images, shift)
+        servers[shift] = server
+
+    def record(shift: str) -> None:
+        server, pixels = servers[shift], shifted(images, shift)
         with server:
             for start in range(0, IMAGES, 50):
                 body = {

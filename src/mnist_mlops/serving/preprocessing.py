@@ -8,8 +8,8 @@ what surrounds the strokes locally (so uneven light, shadows, a dark canvas on a
 plot's frame do not decide it), the ink is whatever stands out from that background in either
 direction, and the digit is the largest group of ink that is neither a line across the picture
 (ruled or squared paper, plot axes, page edges) nor a frame, together with the strokes near it
-(the bar of a 5). Both polarities are tried; the background around the found strokes decides
-which one was the ink. In a plot, the digit is looked for only inside the axes, whose colour
+(the bar of a 5). Both polarities are tried; the paper around the found strokes decides
+which one was the ink (real strokes stand off it in their ink's direction). In a plot, the digit is looked for only inside the axes, whose colour
 map's paper decides the polarity. All of it runs on the picture scaled to at most ``WORK_SIDE``
 pixels, so the cost per image is bounded whatever its size.
 """
@@ -29,6 +29,7 @@ MAX_IMAGE_PIXELS = 4096 * 4096
 ORIENTATION = 0x0112  # the EXIF tag saying how a photo must be turned upright
 WORK_SIDE = 96  # the digit is searched for at this size: enough for 20 x 20, cheap to filter
 MIN_CONTRAST = 12.0  # grey levels: below this nothing stands out from the paper
+PAPER_REACH = 0.25  # the paper around a digit: a quarter of its size on each side
 MNIST_STROKE = 0.12  # MNIST strokes are about 2.4 pixels wide in a 20-pixel digit
 AXES_CONTRAST = 40.0  # grey levels: a plot's axes lines, scaled to ``WORK_SIDE``, differ more
 
@@ -67,10 +68,11 @@ def pixels_from_array(data: Any) -> np.ndarray:
 def digit_candidates(data: bytes | str) -> np.ndarray:
     """Find the digit in a picture (PNG or JPEG, raw or base64) and make it an MNIST digit.
 
-    Whether the ink is dark on light or light on dark is not always decidable from pixels alone
-    (a light digit on a dark canvas inside a white page): when both readings find a digit, both
-    are returned, the one with the larger strokes first, and the model keeps the one it reads
-    more confidently.
+    Whether the ink is dark on light or light on dark is decided by the paper around each
+    reading's strokes: the reading whose strokes stand off it clearly more is the only one
+    returned. It is not always decidable from pixels alone (a light digit on a dark canvas
+    inside a white page, a thin pen's faint strokes): then both readings are returned, the one
+    with the larger strokes first, and the model keeps the one it reads more confidently.
 
     Raises:
         InvalidInput: not an image, too large, or no digit found in it.
@@ -146,7 +148,10 @@ def _digit_inks(gray: np.ndarray) -> list[np.ndarray]:
     if box is None:
         # The local background is the picture with features narrower than k closed (dark ink)
         # or opened (light ink): it follows uneven light and shadows.
-        inks = (_background(gray, light=True) - gray, gray - _background(gray, light=False))
+        inks = (
+            (_background(gray, light=True) - gray, True),
+            (gray - _background(gray, light=False), False),
+        )
     else:
         # The axes' paper is one colour, the colour map's low or high end: it says which ink
         # is the digit (the dark paper between a light digit's strokes is not dark ink). Set
@@ -154,22 +159,64 @@ def _digit_inks(gray: np.ndarray) -> list[np.ndarray]:
         inside = gray[box]
         paper = float(np.median(_ring(inside)))
         gray = np.pad(inside, max(inside.shape) // 4, constant_values=paper)
-        inks = (np.clip(gray - paper if paper < 128 else paper - gray, 0, None),)
-    found = []
-    for ink in inks:
-        mask, parts, labels = _digit_parts(ink)
-        if parts:
-            top, left, bottom, right = _union_box(parts)
-            chosen = np.zeros(labels.max() + 1, dtype=bool)
-            chosen[[part.label for part in parts]] = True
-            keep = chosen[labels[top:bottom, left:right]]
-            keep = _grow(keep & mask[top:bottom, left:right])  # the strokes' soft edges
-            found.append(
-                (max(bottom - top, right - left), np.where(keep, ink[top:bottom, left:right], 0.0))
-            )
+        inks = ((np.clip(gray - paper if paper < 128 else paper - gray, 0, None), paper >= 128),)
+    found = [reading for ink, dark in inks if (reading := _reading(gray, ink, dark)) is not None]
     if not found:
         raise InvalidInput("no digit found: nothing in the image stands out from its background")
-    return [ink for _, ink in sorted(found, key=lambda item: -item[0])]
+    # Which reading is ink on paper: the paper is the majority around the digit, so real strokes
+    # differ from it in their ink's direction (darker for dark ink), while the wrong polarity's
+    # "strokes" are paper (the strips between ruled lines, the inside of a loop) and do not.
+    # When one reading stands out clearly more, it alone is kept; otherwise (thin pens, faint
+    # strokes) both go to the model, which keeps the one it reads more confidently.
+    best = max(reading.contrast for reading in found)
+    kept = [r for r in found if 2 * max(r.contrast, 0.0) + MIN_CONTRAST >= best]
+    return [reading.ink for reading in sorted(kept, key=lambda reading: -reading.size)]
+
+
+class _Reading(NamedTuple):
+    """One polarity's digit: its size, its ink cropped to it, and how it stands off the paper."""
+
+    size: int
+    ink: np.ndarray
+    contrast: float
+
+
+def _reading(gray: np.ndarray, ink: np.ndarray, dark: bool) -> _Reading | None:
+    """The digit found in ``ink`` (``gray``'s dark or light ink), or None if there is none."""
+    mask, parts, labels = _digit_parts(ink)
+    if not parts:
+        return None
+    top, left, bottom, right = _union_box(parts)
+    chosen = np.zeros(labels.max() + 1, dtype=bool)
+    chosen[[part.label for part in parts]] = True
+    keep = chosen[labels[top:bottom, left:right]]
+    keep = _grow(keep & mask[top:bottom, left:right])  # the strokes' soft edges
+    crop = np.where(keep, ink[top:bottom, left:right], 0.0)
+    size = max(bottom - top, right - left)
+    return _Reading(size, crop, _paper_contrast(gray, keep, (top, left, bottom, right), dark))
+
+
+def _paper_contrast(
+    gray: np.ndarray, strokes: np.ndarray, box: tuple[int, int, int, int], dark: bool
+) -> float:
+    """How much darker (dark ink) or lighter the strokes are than the paper around their box.
+
+    The paper is the median grey of a band ``PAPER_REACH`` of the digit's size around the box:
+    near enough to stay on a dark canvas around a light digit inside a white page (wider, the
+    page would be the paper and the canvas's fragments the ink), wide enough to be mostly paper
+    beside dense strokes. Zero when the digit fills the picture (no paper to compare with).
+    """
+    top, left, bottom, right = box
+    reach = max(2, int(PAPER_REACH * max(bottom - top, right - left)))
+    outer_top, outer_left = max(0, top - reach), max(0, left - reach)
+    band = gray[outer_top : bottom + reach, outer_left : right + reach]
+    around = np.ones(band.shape, dtype=bool)
+    around[top - outer_top : bottom - outer_top, left - outer_left : right - outer_left] = False
+    if not around.any():
+        return 0.0
+    paper = float(np.median(band[around]))
+    ink = float(np.median(gray[top:bottom, left:right][strokes]))
+    return paper - ink if dark else ink - paper
 
 
 def _ring(gray: np.ndarray) -> np.ndarray:

@@ -9,9 +9,10 @@ plot's frame do not decide it), the ink is whatever stands out from that backgro
 direction, and the digit is the largest group of ink that is neither a line across the picture
 (ruled or squared paper, plot axes, page edges) nor a frame, together with the strokes near it
 (the bar of a 5). Both polarities are tried; the paper around the found strokes decides
-which one was the ink (real strokes stand off it in their ink's direction). In a plot, the digit is looked for only inside the axes, whose colour
-map's paper decides the polarity. All of it runs on the picture scaled to at most ``WORK_SIDE``
-pixels, so the cost per image is bounded whatever its size.
+which one was the ink (real strokes stand off it in their ink's direction), and the model
+chooses only where it cannot. In a plot, the digit is looked for only inside the axes, whose
+colour map's paper decides the polarity. All of it runs on the picture scaled to at most
+``WORK_SIDE`` pixels, so the cost per image is bounded whatever its size.
 """
 
 from __future__ import annotations
@@ -201,10 +202,11 @@ def _paper_contrast(
 ) -> float:
     """How much darker (dark ink) or lighter the strokes are than the paper around their box.
 
-    The paper is the median grey of a band ``PAPER_REACH`` of the digit's size around the box:
-    near enough to stay on a dark canvas around a light digit inside a white page (wider, the
-    page would be the paper and the canvas's fragments the ink), wide enough to be mostly paper
-    beside dense strokes. Zero when the digit fills the picture (no paper to compare with).
+    The paper is the (lower) median grey of a band around the box, ``PAPER_REACH`` of the
+    digit's size wide: near enough to stay on a dark canvas around a light digit inside a white
+    page (wider, the page would be the paper and the canvas's fragments the ink), wide enough
+    to be mostly paper beside dense strokes (narrower, a loop's inside would be lighter than
+    its ring of strokes). Zero when the digit fills the picture (no paper to compare with).
     """
     top, left, bottom, right = box
     reach = max(2, int(PAPER_REACH * max(bottom - top, right - left)))
@@ -214,8 +216,8 @@ def _paper_contrast(
     around[top - outer_top : bottom - outer_top, left - outer_left : right - outer_left] = False
     if not around.any():
         return 0.0
-    paper = float(np.median(band[around]))
-    ink = float(np.median(gray[top:bottom, left:right][strokes]))
+    paper = _quantile(band[around], 0.5)
+    ink = _quantile(gray[top:bottom, left:right][strokes], 0.5)
     return paper - ink if dark else ink - paper
 
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from mnist_mlops.serving.process import ScoringProcess, free_port
+from mnist_mlops.workspaces.local import basic_auth_ini
 
 
 class MlflowServer:
@@ -20,14 +21,8 @@ class MlflowServer:
         self.process: ScoringProcess | None = None
         root.mkdir(parents=True, exist_ok=True)
         self.ini = root / "auth.ini"
-        self.ini.write_text(
-            "[mlflow]\n"
-            "default_permission = READ\n"
-            f"database_uri = sqlite:///{root}/auth.db\n"
-            f"admin_username = {username}\n"
-            f"admin_password = {password}\n"
-            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-        )
+        # The same settings as `kedro workspaces up` (its credential cache included).
+        self.ini.write_text(basic_auth_ini(f"sqlite:///{root}/auth.db", username, password))
 
     @property
     def uri(self) -> str:

@@ -1,6 +1,10 @@
 """Each workspace's credentials reach its own server only, whatever the process holds."""
 
+import base64
+import json
 import traceback
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import mlflow
@@ -83,3 +87,42 @@ def test_a_password_in_the_uri_never_reaches_a_message(monkeypatch):
     assert "'production' at http://127.0.0.1:9" in printed
     assert "pw-in-uri-9" not in printed and "alice" not in printed
     assert "pw-in-uri-9" not in repr(target)
+
+
+def _status(server, username: str, password: str, method: str = "GET", path: str = "", body=None):
+    """The HTTP status of one request to a real basic-auth server as ``username``."""
+    header = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+    request = urllib.request.Request(
+        f"{server.uri}/api/2.0/mlflow/{path or 'experiments/search?max_results=1'}",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": header, "Content-Type": "application/json"},
+        method=method,
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_the_servers_remember_a_right_password_only_until_it_changes(servers):
+    """The credential cache of basic_auth_ini: a checked password is trusted for a while, but a
+    wrong one is refused even right after the right one, and a changed one at once."""
+    server, user = servers["production"], "cache-check-user"
+    first, second = "first-Pa55word-cache", "second-Pa55word-cache"
+    admin = (server.username, server.password)
+    create = {"username": user, "password": first}
+    assert _status(server, *admin, "POST", "users/create", create) == 200
+
+    assert [_status(server, user, first) for _ in range(3)] == [200, 200, 200]
+    assert _status(server, user, "not-the-Pa55word") == 401
+    assert _status(server, user, first + "x") == 401
+    assert _status(server, "someone-else", first) == 401
+    assert _status(server, user, first) == 200
+
+    change = {"username": user, "password": second}
+    assert _status(server, *admin, "PATCH", "users/update-password", change) == 200
+    assert _status(server, user, first) == 401  # the remembered check is gone with it
+    assert _status(server, user, second) == 200
+    log = server.process.log_path.read_text()
+    assert first not in log and second not in log

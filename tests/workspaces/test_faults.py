@@ -73,17 +73,22 @@ def _base_env() -> dict[str, str]:
     return {k: os.environ[k] for k in INHERITED_VARIABLES if k in os.environ}
 
 
-def test_object_store_down_during_the_push(local_workspaces, sandbox_version):
+def test_object_store_down_during_the_push(local_workspaces, sandbox_version, monkeypatch):
     sandbox = _workspace(local_workspaces["sandbox"])
     production = _workspace(local_workspaces["production"])
     store = local_workspaces["production"].store
     before = _every_version_loads(production)
     store.stop()
-    try:
-        with pytest.raises(WorkspaceError) as error:
-            push_to_production(sandbox_version, sandbox, production, REGISTRATION)
-    finally:
-        store.start(("mlflow-artifacts",), _base_env())
+    # The upload hangs until the client gives up: once, and sooner than the fixture's 30 s
+    # twice (60 s), while the requests before it (MLflow's database is up) answer in ms.
+    with monkeypatch.context() as failing:
+        failing.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        failing.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        try:
+            with pytest.raises(WorkspaceError) as error:
+                push_to_production(sandbox_version, sandbox, production, REGISTRATION)
+        finally:
+            store.start(("mlflow-artifacts",), _base_env())
     message = str(error.value)
     assert "'production'" in message and "artifact store" in message, message
     assert local_workspaces["production"].settings.password not in message

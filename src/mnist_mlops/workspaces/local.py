@@ -27,6 +27,30 @@ from mnist_mlops.workspaces.workspace import INHERITED_VARIABLES
 
 WORKSPACES = {"sandbox": "AZURE", "production": "GCP"}  # name -> prefix of its variables
 DATA_CONTAINER = "mnist-data"  # fsspec data of the sandbox (model input) in its blob store
+AUTH_CACHE_TTL_S = 60  # how long an MLflow server trusts a password it has checked
+
+
+def basic_auth_ini(database_uri: str, username: str, password: str) -> str:
+    """The ``MLFLOW_AUTH_CONFIG_PATH`` file of an ``mlflow server --app-name basic-auth``.
+
+    MLflow checks the password with scrypt on every request: 0.5 s on these 2 cores, one
+    request at a time, so every registry call paid it (a model card in both registries: 23 s).
+    MLflow's own credential cache (``auth_cache_ttl_seconds``, off by default) remembers a
+    *successful* check for a minute, keyed by the user and an HMAC of the password under a
+    per-process random key: a wrong password is never cached, so it is checked, and refused,
+    every time; a password change through the API drops the user's entries at once (one worker:
+    no other process keeps a stale one); the stored hash stays scrypt.
+    """
+    return (
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = {database_uri}\n"
+        f"admin_username = {username}\n"
+        f"admin_password = {password}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        f"auth_cache_ttl_seconds = {AUTH_CACHE_TTL_S}\n"
+        "auth_cache_max_size = 1000\n"
+    )
 
 
 def state_dir() -> Path:
@@ -102,11 +126,9 @@ class LocalWorkspace:
     def _start_mlflow(self, base: dict[str, str]) -> None:
         ini = self.folder / "basic_auth.ini"
         ini.write_text(
-            "[mlflow]\ndefault_permission = READ\n"
-            f"database_uri = {self.postgres.uri('mlflow_auth')}\n"
-            f"admin_username = {self.settings.username}\n"
-            f"admin_password = {self.settings.password}\n"
-            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            basic_auth_ini(
+                self.postgres.uri("mlflow_auth"), self.settings.username, self.settings.password
+            )
         )
         ini.chmod(0o600)
         command = [

@@ -3,6 +3,7 @@
 import json
 import shutil
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import mlflow
 import numpy as np
@@ -36,17 +37,29 @@ def shifted(images: np.ndarray, shift: str) -> np.ndarray:
 @pytest.fixture(scope="module")
 def request_logs(registry_uri, mnist_raw, tmp_path_factory):
     """One request log per kind of traffic, each written by a real server: labelled batches of
-    50 test images, as they are or shifted."""
+    50 test images, as they are or shifted. The four servers run side by side (their start-up,
+    mostly imports, is what takes time)."""
     images = mnist_raw["test_images"][-IMAGES:].astype(np.float64)
     labels = mnist_raw["test_labels"][-IMAGES:].tolist()
-    logs = {}
-    for shift in ("normal", "inverted", "rotated", "noisy"):
-        log = tmp_path_factory.mktemp("logs") / f"{shift}.jsonl"
-        server = ScoringProcess.for_model(
+    shifts = ("normal", "inverted", "rotated", "noisy")
+    logs = {shift: tmp_path_factory.mktemp("logs") / f"{shift}.jsonl" for shift in shifts}
+
+    def new_server() -> ScoringProcess:
+        return ScoringProcess.for_model(
             "models:/mnist-cnn@production", env={"MLFLOW_TRACKING_URI": registry_uri}
         )
-        server.command += ["--request-log", str(log)]
-        pixels = shifted(images, shift)
+
+    servers: dict[str, ScoringProcess] = {}
+    for shift in shifts:  # four different ports: none is bound before the servers start
+        server = new_server()
+        while server.port in {other.port for other in servers.values()}:
+            server.log_path.unlink()
+            server = new_server()
+        server.command += ["--request-log", str(logs[shift])]
+        servers[shift] = server
+
+    def record(shift: str) -> None:
+        server, pixels = servers[shift], shifted(images, shift)
         with server:
             for start in range(0, IMAGES, 50):
                 body = {
@@ -60,7 +73,9 @@ def request_logs(registry_uri, mnist_raw, tmp_path_factory):
                 )
                 with urllib.request.urlopen(request, timeout=30) as response:
                     assert response.status == 200
-        logs[shift] = log
+
+    with ThreadPoolExecutor(len(shifts)) as pool:
+        list(pool.map(record, shifts))  # re-raises the first failure
     return logs
 
 

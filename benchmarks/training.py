@@ -40,7 +40,11 @@ from mnist_mlops.pipelines.training.fit import (
     progress_callback,
     training_dataset,
 )
-from mnist_mlops.pipelines.training.model import build_model
+from mnist_mlops.pipelines.training.model import (
+    STEPS_PER_EXECUTION,
+    build_model,
+    resolve_precision,
+)
 from mnist_mlops.pipelines.training.parameters import TrainingParameters
 from mnist_mlops.serving.process import free_port
 from mnist_mlops.spark_cluster import Cluster
@@ -49,16 +53,23 @@ ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "baseline: plain fit"
 
 
-def plain_fit(bundle: ArrayBundle, hyperparameters: dict[str, Any]) -> dict[str, float]:
+def plain_fit(bundle: ArrayBundle, training: dict[str, Any]) -> dict[str, float]:
     """The baseline: tf_keras ``fit`` of the recipe in this process, nothing else."""
     import tensorflow as tf
 
+    hyperparameters = training["hyperparameters"]
     started = time.time()
     tf.keras.utils.set_random_seed(hyperparameters["seed"])  # as fit_model does
     arrays = bundle.load()
     batch, epochs = hyperparameters["batch_size"], hyperparameters["epochs"]
     steps = len(arrays["train_images"]) // batch
-    model = build_model("lean_cnn", hyperparameters, steps * epochs)
+    model = build_model(
+        training["architecture"],
+        hyperparameters,
+        steps * epochs,
+        STEPS_PER_EXECUTION,  # as fit_model does
+        resolve_precision(hyperparameters["precision"]),
+    )
     progress = progress_callback(epochs, rank=0)
     model.fit(
         training_dataset(arrays, hyperparameters),
@@ -159,7 +170,7 @@ def compare_strategies(images: int, epochs: int, repeats: int) -> None:
     runs = Runs()
     spark = spark_session("local[2]")
     for _ in range(repeats):
-        runs.record(BASELINE, lambda: plain_fit(bundle, training["hyperparameters"]))
+        runs.record(BASELINE, lambda: plain_fit(bundle, training))
         for strategy in ("single_node", "local", "distributed", "custom"):
             train = getattr(nodes, f"train_{strategy}")
             runs.record(strategy, lambda train=train: train(bundle, parameters))

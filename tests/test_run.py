@@ -45,7 +45,7 @@ PARAMS = {
     "data_prep.max_train_images": 640,
     "data_prep.validation_images": 300,
     "training.strategies": "single_node+local+distributed+custom",
-    "training.architectures": "lean_cnn+original_cnn",  # custom trains both
+    "training.architectures": "vgg_cnn+original_cnn",  # custom trains both
     "training.hyperparameters.epochs": 1,
     "training.hyperparameters.batch_size": 64,
     "registration.min_test_accuracy": 0.3,
@@ -100,7 +100,7 @@ def test_a_default_run_is_quiet_and_ends_on_its_summary(project_dir, run_output)
     assert run_output.rstrip().endswith(summary.rstrip())  # printed last, after Kedro's lines
     for heading in ("## Training", "## Registration", "## Deployment", "## Reports", "## Next"):
         assert heading in summary
-    assert "| local/lean_cnn | 1 |" in summary and "| custom/lean_cnn | 2 |" in summary
+    assert "| local/vgg_cnn | 1 |" in summary and "| custom/vgg_cnn | 2 |" in summary
     assert "mnist-cnn version 1 is production" in " ".join(summary.split())
     assert "- strategy comparison chart: `data/08_reporting/strategy_comparison.png`" in summary
     mlflow.set_tracking_uri(f"sqlite:///{project_dir}/mlruns/sandbox.db")
@@ -117,11 +117,11 @@ def test_kedro_run_trains_compares_and_tracks_every_strategy(project_dir, run_ou
     comparison = pd.read_csv(project_dir / "data/08_reporting/strategy_comparison.csv")
     rows = comparison[["strategy", "architecture"]].itertuples(index=False, name=None)
     assert sorted(rows) == [
-        ("custom", "lean_cnn"),
         ("custom", "original_cnn"),
-        ("distributed", "lean_cnn"),
-        ("local", "lean_cnn"),
-        ("single_node", "lean_cnn"),
+        ("custom", "vgg_cnn"),
+        ("distributed", "vgg_cnn"),
+        ("local", "vgg_cnn"),
+        ("single_node", "vgg_cnn"),
     ]
     assert (comparison["test_accuracy"] > 0.4).all()
     assert comparison.set_index("strategy").loc["single_node", "speedup_vs_single_node"] == 1
@@ -136,12 +136,12 @@ def test_kedro_run_trains_compares_and_tracks_every_strategy(project_dir, run_ou
     runs = mlflow.search_runs(experiment_names=["mnist-mlops"], output_format="list")
     by_name = {run.info.run_name: run for run in runs}
     strategies = ("single_node", "local", "distributed", "custom")
-    assert {f"{strategy}/lean_cnn" for strategy in strategies} <= by_name.keys()
+    assert {f"{strategy}/vgg_cnn" for strategy in strategies} <= by_name.keys()
     assert "custom/original_cnn" in by_name
     parent = next(run for run in runs if run.info.run_name == "__default__")
     client = mlflow.MlflowClient()
     for strategy in ("single_node", "distributed"):
-        run = by_name[f"{strategy}/lean_cnn"]
+        run = by_name[f"{strategy}/vgg_cnn"]
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run.data.params["strategy"] == strategy
         assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 1

@@ -94,7 +94,7 @@ def test_the_whole_flow_on_postgres_azure_blob_and_gcs(
         "SELECT r.name FROM runs r JOIN experiments e USING (experiment_id) "
         "WHERE e.name = 'mnist-mlops'",
     )  # fmt: skip
-    assert {"__default__", "single_node/lean_cnn"} <= {name for (name,) in sandbox_runs}
+    assert {"__default__", "single_node/vgg_cnn"} <= {name for (name,) in sandbox_runs}
     assert query(
         local_workspaces,
         "sandbox",

@@ -73,7 +73,11 @@ def fit_model(
     steps_per_epoch = _steps_per_epoch(arrays, hyperparameters["batch_size"], strategy)
     with strategy.scope():
         model = build_model(
-            architecture, hyperparameters, steps_per_epoch * epochs, STEPS_PER_EXECUTION
+            architecture,
+            hyperparameters,
+            steps_per_epoch * epochs,
+            STEPS_PER_EXECUTION,
+            hyperparameters["precision"],
         )
     progress = progress_callback(epochs, _worker_rank())
     history = model.fit(

@@ -69,7 +69,7 @@ def _train(
     """
     if not _selected(strategy, training):
         return SkippedStrategy(strategy)
-    from mnist_mlops.pipelines.training.model import build_model
+    from mnist_mlops.pipelines.training.model import build_model, resolve_precision
 
     # A dict for fit_model and build_model: it travels to the Spark workers as it is.
     hyperparameters = training.hyperparameters.model_dump()
@@ -77,6 +77,8 @@ def _train(
     logger.info("Training %s with %s on %d worker(s)", architecture, strategy, workers)
     started_at = time.time()
     gpu = use_gpu(training.use_gpu, distributed=strategy in ("distributed", "custom"))
+    # Resolved here, so that every worker computes alike and the run's params say which.
+    hyperparameters["precision"] = resolve_precision(hyperparameters["precision"], gpu)
     outcome = launch(hyperparameters, gpu)
     returned_at = time.time()
     model = build_model(architecture, hyperparameters, total_steps=1)

@@ -8,7 +8,7 @@ from pydantic import BeforeValidator, Field
 
 from mnist_mlops.parameters import Parameters, Section, plus_joined
 from mnist_mlops.pipelines.training.fit import COMMUNICATIONS
-from mnist_mlops.pipelines.training.model import ARCHITECTURES
+from mnist_mlops.pipelines.training.model import ARCHITECTURES, PRECISIONS
 from mnist_mlops.strategies import STRATEGIES
 
 Strategy = Literal[STRATEGIES]
@@ -29,6 +29,7 @@ class Hyperparameters(Parameters):
     zoom: float = Field(ge=0, lt=1)
     label_smoothing: float = Field(ge=0, lt=1)
     ema_momentum: float = Field(ge=0, lt=1)  # 0 = no moving average of the weights
+    precision: Literal[PRECISIONS]  # what training computes in; weights are float32 always
     seed: int
 
 

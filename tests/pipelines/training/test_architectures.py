@@ -99,7 +99,7 @@ def test_unselected_custom_strategy_is_skipped(small_model_input, quick_training
 
 
 @pytest.mark.parametrize(
-    ("env", "expected"), [("local", ["lean_cnn"]), ("azure", ["lean_cnn", "original_cnn"])]
+    ("env", "expected"), [("local", ["vgg_cnn"]), ("azure", ["vgg_cnn", "original_cnn"])]
 )
 def test_the_sandbox_compares_both_architectures_the_default_run_one(env, expected, tmp_path):
     # A copy without conf/local: personal overrides must not change what is tested here.
@@ -112,4 +112,4 @@ def test_the_sandbox_compares_both_architectures_the_default_run_one(env, expect
     loader = CONFIG_LOADER_CLASS(str(conf), env=env, **CONFIG_LOADER_ARGS)
     training = loader["parameters"]["training"]
     assert training["architectures"] == expected
-    assert training["architecture"] == "lean_cnn"  # the other strategies: the champion's
+    assert training["architecture"] == "vgg_cnn"  # the other strategies: the champion's

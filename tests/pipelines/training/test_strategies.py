@@ -53,9 +53,9 @@ def test_local_mode_runs_in_the_driver(spark, small_model_input, quick_training)
 @pytest.mark.parametrize("train", [train_distributed, train_custom])
 def test_two_executor_processes_train(spark, small_model_input, quick_training, train):
     result = train(small_model_input, quick_training())
-    if train is train_custom:  # one result per training.architectures: [lean_cnn] in base
+    if train is train_custom:  # one result per training.architectures: [vgg_cnn] in base
         (result,) = result
-        assert result.architecture == "lean_cnn"
+        assert result.architecture == "vgg_cnn"
     _assert_predicts(result, small_model_input)
     assert result.params["workers"] == 2
     pids = result.worker_pids

@@ -66,6 +66,7 @@ def fit_model(
     import tensorflow as tf
 
     strategy = _strategy(communication)
+    _device_datasets_without_autotuning()
     _log_progress_to_stderr()
     tf.keras.utils.set_random_seed(hyperparameters["seed"])
     arrays = bundle.load()
@@ -159,6 +160,29 @@ def _strategy(communication: str | None):
     )
     options = tf.distribute.experimental.CommunicationOptions(implementation=implementation)
     return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+
+
+def _device_datasets_without_autotuning() -> None:
+    """Turn tf.data autotuning off in the per-device datasets of tf.distribute's input.
+
+    Under a ``MultiWorkerMirroredStrategy`` each worker's batches pass through a multi-device
+    iterator whose per-device datasets TensorFlow builds without the training dataset's options,
+    so autotuning runs there. Its model thread sleeps up to 60 s between optimizations and is
+    not woken when the iterator is destroyed: ``fit`` returned 0-60 s after its last epoch (the
+    tail of the distributed and local strategies; the stacks in docs/training.md). TensorFlow
+    2.21 has no public switch, so the private builder is wrapped; if it is gone, nothing changes.
+    """
+    from tensorflow.python.data.ops import multi_device_iterator_ops as ops
+
+    build = getattr(ops, "_create_device_dataset", None)
+    if build is None or getattr(build, "without_autotuning", False):
+        return
+
+    def build_without_autotuning(*args, **kwargs):
+        return build(*args, **kwargs).with_options(_fixed_pipeline())
+
+    build_without_autotuning.without_autotuning = True
+    ops._create_device_dataset = build_without_autotuning
 
 
 def _fixed_pipeline():

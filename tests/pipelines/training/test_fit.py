@@ -1,0 +1,47 @@
+"""The distributed input pipeline: no tf.data autotuning left to stall the end of ``fit``."""
+
+import subprocess
+import sys
+
+import pytest
+
+# In a process of its own: a MultiWorkerMirroredStrategy resets TensorFlow's eager context,
+# which would invalidate the models other tests of this process hold.
+PROBE = """
+import numpy as np, tensorflow as tf
+from tensorflow.python.eager import context
+from mnist_mlops.pipelines.training import fit
+
+context._reset_context()
+strategy = tf.distribute.MultiWorkerMirroredStrategy()
+if {fixed}:
+    fit._device_datasets_without_autotuning()
+    fit._device_datasets_without_autotuning()  # a second call must not wrap twice
+arrays = {{"train_images": np.zeros((256, 28, 28), np.uint8), "train_labels": np.zeros(256, int)}}
+hyperparameters = {{"batch_size": 64, "seed": 1, "rotation_deg": 0, "zoom": 0, "shift_px": 0}}
+batches = iter(strategy.distribute_datasets_from_function(
+    lambda context: fit.training_dataset(arrays, hyperparameters, context)
+))
+next(batches)
+(worker,) = batches._iterators
+devices = worker._iterator._device_iterators
+print([d._dataset.options().autotune.enabled is not False for d in devices])  # None: on
+"""
+
+
+def _autotuning_per_device(fixed: bool) -> str:
+    completed = subprocess.run(
+        [sys.executable, "-c", PROBE.format(fixed=fixed)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.slow  # two TensorFlow processes
+def test_per_device_datasets_of_a_multi_worker_strategy_do_not_autotune():
+    # What TensorFlow does on its own: the training dataset's options do not reach them.
+    assert _autotuning_per_device(fixed=False) == "[True]"
+    assert _autotuning_per_device(fixed=True) == "[False]"

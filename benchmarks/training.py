@@ -40,11 +40,7 @@ from mnist_mlops.pipelines.training.fit import (
     progress_callback,
     training_dataset,
 )
-from mnist_mlops.pipelines.training.model import (
-    STEPS_PER_EXECUTION,
-    build_model,
-    resolve_precision,
-)
+from mnist_mlops.pipelines.training.model import STEPS_PER_EXECUTION, build_model
 from mnist_mlops.pipelines.training.parameters import TrainingParameters
 from mnist_mlops.serving.process import free_port
 from mnist_mlops.spark_cluster import Cluster
@@ -68,7 +64,7 @@ def plain_fit(bundle: ArrayBundle, training: dict[str, Any]) -> dict[str, float]
         hyperparameters,
         steps * epochs,
         STEPS_PER_EXECUTION,  # as fit_model does
-        resolve_precision(hyperparameters["precision"]),
+        hyperparameters["precision"],  # build_model resolves auto
     )
     progress = progress_callback(epochs, rank=0)
     model.fit(

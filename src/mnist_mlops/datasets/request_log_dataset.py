@@ -16,7 +16,9 @@ logger = logging.getLogger(__name__)
 
 class RequestLogDataset(AbstractDataset[None, Iterator[dict[str, Any]]]):
     """The JSON-lines request log (``requests.jsonl``) and its rotated files
-    (``requests.jsonl.1`` newest to ``.N`` oldest), read lazily, oldest request first.
+    (``requests.jsonl.1`` newest to ``.N`` oldest), read lazily, oldest request first; or, for a
+    ``filepath`` ending in ``/`` (an object store's folder), every part the scoring servers
+    uploaded there, in name (upload time) order.
 
     ``load`` returns an iterator: a node keeps only what it needs (a window of recent images)
     instead of the whole log in memory. Read-only: the scoring server writes it.
@@ -25,7 +27,7 @@ class RequestLogDataset(AbstractDataset[None, Iterator[dict[str, Any]]]):
 
         serving_request_log:
           type: mnist_mlops.datasets.RequestLogDataset
-          filepath: data/10_serving/requests.jsonl
+          filepath: data/10_serving/requests.jsonl  # or gs://mnist-logs/requests/
     """
 
     def __init__(
@@ -39,11 +41,15 @@ class RequestLogDataset(AbstractDataset[None, Iterator[dict[str, Any]]]):
         protocol, path = get_protocol_and_path(filepath)
         self._fs = fsspec.filesystem(protocol, **{**(credentials or {}), **(fs_args or {})})
         self._path = str(PurePosixPath(path))
+        self._folder = filepath.endswith("/")
         self._protocol = protocol
         self.metadata = metadata
 
     def files(self) -> list[str]:
-        """The log's files, oldest first: ``.N`` ... ``.1``, then the current one."""
+        """The log's files, oldest first: ``.N`` ... ``.1``, then the current one (a folder's
+        parts in name order)."""
+        if self._folder:
+            return sorted(self._fs.glob(f"{self._path}/*.jsonl"))
         rotated = [
             name for name in self._fs.glob(f"{self._path}.*") if name.rsplit(".", 1)[1].isdigit()
         ]

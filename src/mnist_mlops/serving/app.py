@@ -4,6 +4,10 @@
 ``{"predictions": [{"digit": 7, "probabilities": [...]}]}``; ``/ping``, ``/health``,
 ``/version``, ``/openapi.json`` and the page at ``/`` are open, ``/invocations`` and ``/metrics``
 need the bearer token when one is set. Every refusal is JSON in MLflow's error shape.
+
+A challenger (``serving.rollout``) answers a share of the requests (canary) and scores a share of
+production's off the response path (shadow); every answer names its version in
+``X-Model-Version``, and the request log and ``/metrics`` keep the evidence per version.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import hmac
 import logging
 import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,7 +37,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from mnist_mlops.serving import metrics
-from mnist_mlops.serving.model import Download, ModelFollower
+from mnist_mlops.serving.challenger import Challenger, Scored, ScoreFunction, Scoring
+from mnist_mlops.serving.model import Download, LoadedModel, ModelFollower, alias_of
 from mnist_mlops.serving.parsing import ScoringRequest, TooLarge, parse_body
 from mnist_mlops.serving.preprocessing import InvalidInput, input_statistics
 from mnist_mlops.serving.request_log import RequestLog
@@ -43,6 +49,7 @@ logger = logging.getLogger(__name__)
 STATIC = Path(str(files("mnist_mlops.serving") / "static"))
 OPENAPI = Path(str(files("mnist_mlops.serving") / "openapi.yml"))
 CONTENT_TYPES = ("application/json", "text/csv")
+VERSION_HEADER = "x-model-version"
 MAX_MESSAGE = 200  # characters of a message that may quote the input
 
 
@@ -86,10 +93,20 @@ class Scorer:
         self.config, self.limits = config, config.settings.limits
         settings = config.settings
         self.follower = ModelFollower(
-            config.model_uri, config.first, settings.poll_s, config.downloads
+            config.model_uri,
+            config.first,
+            settings.poll_s,
+            config.downloads,
+            threads=settings.onnx_threads,
         )
         self.request_log = RequestLog(
-            settings.request_log, settings.request_log_max_bytes, settings.request_log_backups
+            settings.request_log,
+            settings.request_log_max_bytes,
+            settings.request_log_backups,
+            settings.request_log_flush_s,
+        )
+        self.challenger = Challenger(
+            settings.rollout, _challenger_uri(config), self.follower, self.request_log.write, _score
         )
 
     def authorize(self, request: Request) -> None:
@@ -106,9 +123,16 @@ class Scorer:
         return json_response({"status": "ok"})
 
     async def version(self, request: Request) -> Response:
-        loaded = self.follower.loaded
+        loaded, challenger = self.follower.loaded, self.challenger.follower.current
         return json_response(
-            {"model_name": loaded.name, "model_version": loaded.version, "model_uri": loaded.uri}
+            {
+                "model_name": loaded.name,
+                "model_version": loaded.version,
+                "model_uri": loaded.uri,
+                "challenger": None
+                if challenger is None
+                else {"model_version": challenger.version, "model_uri": challenger.uri},
+            }
         )
 
     async def prometheus(self, request: Request) -> Response:
@@ -119,59 +143,96 @@ class Scorer:
     async def invocations(self, request: Request) -> Response:
         started = time.perf_counter()
         self.authorize(request)
-        mime_type = _mime_type(request.headers.get("content-type"))
-        raw = await read_body(request, self.limits)
         try:
-            parsed = parse_body(raw, mime_type, self.limits.max_image_pixels)
-        except TooLarge as exc:
-            raise Refusal(413, "REQUEST_ENTITY_TOO_LARGE", str(exc)) from None
-        except InvalidInput as exc:
-            raise Refusal(400, "BAD_REQUEST", str(exc)) from None
-        loaded = self.follower.loaded  # one model per request, even if a swap happens meanwhile
-        # Photos cost milliseconds to decode: off the event loop. Pixel arrays are validated in
-        # well under a millisecond, less than a hop to the thread pool and back would add.
-        score = _score_in_thread if parsed.images else _score_inline
-        pixels, probabilities = await score(loaded.model, parsed)
+            parsed = await self._parse(request)
+            # One model per request, even if a swap happens meanwhile.
+            answered, challenger = self.follower.loaded, self.challenger.follower.current
+            scored = await self.challenger.answer(parsed, _scorer(parsed), challenger, answered)
+        except Exception as exc:
+            self._record_failure(exc, started)
+            raise
+        probabilities = scored.probabilities.astype(np.float64)  # 0.1, not float32's 0.1000001
         digits = probabilities.argmax(axis=1)
-        probabilities = probabilities.astype(np.float64)  # 0.1, not float32's 0.10000000149
-        self._record(parsed, pixels, probabilities, digits, loaded.version, started)
+        record = self._record(parsed, scored, probabilities, digits, started)
+        if scored.model is answered and challenger is not None:
+            self.challenger.shadow(parsed, challenger, record, digits)
+        else:
+            self.request_log.write(record)
         predictions = [
             {"digit": int(d), "probabilities": p.tolist()}
             for d, p in zip(digits, probabilities.round(6), strict=True)
         ]
         if parsed.return_prepared:
-            for prediction, prepared in zip(predictions, pixels, strict=True):
+            for prediction, prepared in zip(predictions, scored.pixels, strict=True):
                 prediction["prepared"] = prepared.round(2).tolist()
-        return json_response({"predictions": predictions})
+        response = json_response({"predictions": predictions})
+        response.headers[VERSION_HEADER] = scored.model.version
+        return response
+
+    async def _parse(self, request: Request) -> ScoringRequest:
+        mime_type = _mime_type(request.headers.get("content-type"))
+        raw = await read_body(request, self.limits)
+        try:
+            return parse_body(raw, mime_type, self.limits.max_image_pixels)
+        except TooLarge as exc:
+            raise Refusal(413, "REQUEST_ENTITY_TOO_LARGE", str(exc)) from None
+        except InvalidInput as exc:
+            raise Refusal(400, "BAD_REQUEST", str(exc)) from None
 
     def _record(
         self,
         parsed: ScoringRequest,
-        pixels: np.ndarray,
+        scored: Scored,
         probabilities: np.ndarray,
         digits: np.ndarray,
-        version: str,
         started: float,
-    ) -> None:
-        """Count the images and digits, and log the request (one line, rows per image)."""
+    ) -> dict[str, Any]:
+        """Count the images and digits; the request's log line (rows per image)."""
         metrics.IMAGES.inc(len(digits))
         for digit, count in enumerate(np.bincount(digits, minlength=10)):
             if count:
                 metrics.DIGITS.labels(digit=str(digit)).inc(int(count))
+        confidences = probabilities[np.arange(len(digits)), digits]
+        metrics.count_version(
+            scored.model.version, "answered", scored.seconds, confidences, digits, parsed.labels
+        )
         rows = [
-            {"digit": int(d), "confidence": float(p[d]), "label": label, **stats}
-            for d, p, label, stats in zip(
-                digits, probabilities, parsed.labels, input_statistics(pixels), strict=True
+            {"digit": int(d), "confidence": float(c), "label": label, **stats}
+            for d, c, label, stats in zip(
+                digits, confidences, parsed.labels, input_statistics(scored.pixels), strict=True
             )
         ]
+        record = {
+            "time": datetime.now(UTC).isoformat(),
+            "status": 200,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+            "scoring_ms": round(scored.seconds * 1000, 3),
+            "batch_size": len(rows),
+            "model_version": scored.model.version,
+            "role": "production" if scored.model is self.follower.current else "canary",
+            "rows": rows,
+        }
+        if scored.challenger_error:
+            record["challenger_error"] = scored.challenger_error
+        return record
+
+    def _record_failure(self, exc: Exception, started: float) -> None:
+        """Log a refused (4xx) or failed (5xx) scoring request, with the version it was for."""
+        if isinstance(exc, ClientDisconnect):
+            return
+        status, code = (exc.status, exc.error_code) if isinstance(exc, Refusal) else (500, "")
+        version = self.follower.loaded.version
+        if status >= 500:
+            metrics.VERSION_ERRORS.labels(version=version, role="answered").inc()
         self.request_log.write(
             {
                 "time": datetime.now(UTC).isoformat(),
-                "status": 200,
+                "status": status,
+                "error_code": code or "INTERNAL_ERROR",
                 "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                "batch_size": len(rows),
+                "batch_size": 0,
                 "model_version": version,
-                "rows": rows,
+                "rows": [],
             }
         )
 
@@ -183,6 +244,18 @@ class Scorer:
 
     async def openapi(self, request: Request) -> Response:
         return json_response(_openapi())
+
+
+def _challenger_uri(config: AppConfig) -> str | None:
+    """``models:/<name>@<challenger alias>`` when production is an alias, else no challenger."""
+    followed = alias_of(config.model_uri)
+    return f"models:/{followed[0]}@{config.settings.rollout.challenger_alias}" if followed else None
+
+
+def _scorer(parsed: ScoringRequest) -> ScoreFunction:
+    # Photos cost milliseconds to decode: off the event loop. Pixel arrays are validated in
+    # well under a millisecond, less than a hop to the thread pool and back would add.
+    return _score_in_thread if parsed.images else _score_inline
 
 
 def _score(model: Any, parsed: ScoringRequest) -> tuple[np.ndarray, np.ndarray]:
@@ -197,12 +270,18 @@ def _score(model: Any, parsed: ScoringRequest) -> tuple[np.ndarray, np.ndarray]:
     return pixels, model.probabilities(pixels)
 
 
-async def _score_in_thread(model: Any, parsed: ScoringRequest) -> tuple[np.ndarray, np.ndarray]:
-    return await run_in_threadpool(_score, model, parsed)
+async def _score_in_thread(model: Any, parsed: ScoringRequest) -> tuple[float, Scoring]:
+    return await run_in_threadpool(_timed_score, model, parsed)
 
 
-async def _score_inline(model: Any, parsed: ScoringRequest) -> tuple[np.ndarray, np.ndarray]:
-    return _score(model, parsed)
+async def _score_inline(model: Any, parsed: ScoringRequest) -> tuple[float, Scoring]:
+    return _timed_score(model, parsed)
+
+
+def _timed_score(model: Any, parsed: ScoringRequest) -> tuple[float, Scoring]:
+    started = time.perf_counter()
+    scoring = _score(model, parsed)
+    return time.perf_counter() - started, scoring
 
 
 def _mime_type(content_type: str | None) -> str:
@@ -281,10 +360,17 @@ def create_app(config: AppConfig) -> Starlette:
         # uvicorn accepts connections only after this: a worker takes no request before its
         # model is loaded, and connections queue for the workers that are ready.
         await scorer.follower.start()
-        following = asyncio.create_task(scorer.follower.follow())
-        following.add_done_callback(_log_failure)
+        await scorer.challenger.start()
+        tasks = [
+            asyncio.create_task(work)
+            for work in (scorer.follower.follow(), *scorer.challenger.background())
+        ]
+        for task in tasks:
+            task.add_done_callback(_log_failure)
         yield
-        following.cancel()
+        for task in tasks:
+            task.cancel()
+        scorer.challenger.close()  # logs what still waited for the shadow, unshadowed
         scorer.request_log.close()
 
     app = Starlette(
@@ -306,19 +392,20 @@ def create_app(config: AppConfig) -> Starlette:
         },
         lifespan=lifespan,
     )
-    return MeasuredApp(app)
+    return MeasuredApp(app, lambda: scorer.follower.current)
 
 
 class MeasuredApp:
-    """Counts every answer by endpoint and status, and times it (pure ASGI: no per-request
+    """Counts every answer by endpoint and status, times it, and names the production version
+    in ``X-Model-Version`` when the endpoint did not name another (pure ASGI: no per-request
     middleware objects on the hot path)."""
 
     ENDPOINTS = frozenset(
         ["/invocations", "/ping", "/health", "/version", "/metrics", "/openapi.json", "/"]
     )
 
-    def __init__(self, app: Starlette) -> None:
-        self.app = app
+    def __init__(self, app: Starlette, production: Callable[[], LoadedModel | None]) -> None:
+        self.app, self.production = app, production
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -333,6 +420,7 @@ class MeasuredApp:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message = _with_version(message, self.production())
             await send(message)
 
         try:
@@ -340,6 +428,16 @@ class MeasuredApp:
         finally:
             metrics.REQUESTS.labels(endpoint=endpoint, status=str(status)).inc()
             metrics.LATENCY.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+
+
+def _with_version(message: dict[str, Any], production: LoadedModel | None) -> dict[str, Any]:
+    headers = message.get("headers", [])
+    if production is None or any(name == VERSION_HEADER.encode() for name, _ in headers):
+        return message
+    return {
+        **message,
+        "headers": [*headers, (VERSION_HEADER.encode(), production.version.encode())],
+    }
 
 
 def _log_failure(task: asyncio.Task) -> None:

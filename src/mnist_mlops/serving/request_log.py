@@ -1,39 +1,107 @@
-"""The request log: one JSON line per scored request, bounded by size, shared by all workers.
+"""The request log: one JSON line per scoring request, shared by all workers and servers.
 
-concurrent-log-handler rotates by size under a file lock, so lines from several worker processes
-never interleave and none is lost at rotation (``requests.jsonl``, then ``requests.jsonl.1`` to
-``.N``). Requests hand their line to a queue; one thread per worker does the locked writes, so
-the event loop never waits on the disk.
+Two forms, chosen by the path:
+
+- a local file (``data/10_serving/requests.jsonl``): concurrent-log-handler rotates it by size
+  under a file lock, so lines from several worker processes never interleave and none is lost at
+  rotation (``requests.jsonl``, then ``requests.jsonl.1`` to ``.N``);
+- a folder, local or in an object store (any fsspec URL ending in ``/``, e.g.
+  ``gs://mnist-logs/requests/``): object stores cannot append, so each worker buffers its lines
+  (logging's ``BufferingHandler``) and uploads them as a new part every ``flush_s`` seconds, when
+  the buffer is full, and at shutdown (SIGTERM). Parts are named
+  ``<UTC time>-<host>-<pid>-<n>.jsonl``: any number of servers write side by side, and reading
+  the parts in name order reads them in upload order.
+
+Requests hand their line to a queue; one thread per worker does the writes, so the event loop
+never waits on the disk or the network.
 """
 
 from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import queue
+import socket
+import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import orjson
 from concurrent_log_handler import ConcurrentRotatingFileHandler
 
+logger = logging.getLogger(__name__)
 
-class RequestLog:
-    """Appends request records to a size-rotated JSON-lines file (nothing when ``path`` is None).
+PART_LINES = 5000  # lines a worker buffers at most before uploading a part
 
-    Call ``close`` at shutdown: it writes what is still queued.
+
+def is_folder(path: str) -> bool:
+    """A log kept as parts in a folder (object stores), rather than one rotating file."""
+    return path.endswith("/")
+
+
+class PartUploader(logging.handlers.BufferingHandler):
+    """Buffers log lines and writes each batch as a new object under ``folder``.
+
+    A failed upload keeps the lines for the next try (up to ``10 * capacity`` lines: past that,
+    the oldest are dropped and the loss is logged).
     """
 
-    def __init__(self, path: str | None, max_bytes: int, backups: int) -> None:
+    def __init__(self, folder: str, capacity: int = PART_LINES) -> None:
+        super().__init__(capacity)
+        self.fs, root = fsspec.core.url_to_fs(folder)
+        self.folder = root.rstrip("/")
+        self.fs.makedirs(self.folder, exist_ok=True)
+        self.name = f"{socket.gethostname()}-{os.getpid()}"
+        self.parts = 0
+
+    def flush(self) -> None:
+        with self.lock:
+            if not self.buffer:
+                return
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+            path = f"{self.folder}/{stamp}-{self.name}-{self.parts:06d}.jsonl"
+            data = "".join(f"{record.getMessage()}\n" for record in self.buffer).encode()
+            try:
+                self.fs.pipe_file(path, data)
+            except Exception as exc:  # the store is away: keep the lines, try again later
+                overflow = len(self.buffer) - 10 * self.capacity
+                if overflow > 0:
+                    del self.buffer[:overflow]
+                logger.error("request log part not uploaded to %s: %r", path, exc)
+                return
+            self.parts += 1
+            self.buffer.clear()
+
+
+class RequestLog:
+    """Appends request records to the log (nothing when ``path`` is None).
+
+    Call ``close`` at shutdown: it writes (or uploads) what is still queued.
+    """
+
+    def __init__(self, path: str | None, max_bytes: int, backups: int, flush_s: float = 10) -> None:
         self._queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
         self._listener: logging.handlers.QueueListener | None = None
-        if path:
+        self._stop = threading.Event()
+        if not path:
+            return
+        if is_folder(path):
+            handler: logging.Handler = PartUploader(path)
+            threading.Thread(target=self._flush_every, args=(handler, flush_s), daemon=True).start()
+        else:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             handler = ConcurrentRotatingFileHandler(
                 path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
             )
-            self._listener = logging.handlers.QueueListener(self._queue, handler)
-            self._listener.start()
+        self._listener = logging.handlers.QueueListener(self._queue, handler)
+        self._listener.start()
+
+    def _flush_every(self, handler: logging.Handler, seconds: float) -> None:
+        while not self._stop.wait(seconds):
+            handler.flush()
 
     def write(self, record: dict[str, Any]) -> None:
         if self._listener is not None:
@@ -41,8 +109,9 @@ class RequestLog:
             self._queue.put(logging.makeLogRecord({"msg": line, "levelno": logging.INFO}))
 
     def close(self) -> None:
+        self._stop.set()
         if self._listener is not None:
-            self._listener.stop()  # writes every queued record first
+            self._listener.stop()  # hands every queued record to the handler first
             for handler in self._listener.handlers:
-                handler.close()
+                handler.close()  # BufferingHandler.close flushes: the last part is uploaded
             self._listener = None

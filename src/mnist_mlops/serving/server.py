@@ -62,7 +62,7 @@ def serve(settings: ServingSettings, model_uri: str, token: str | None = None) -
 
 def _run(settings: ServingSettings, model_uri: str, token: str | None, downloads: Path) -> None:
     first = download(model_uri, downloads)
-    load(first, model_uri)
+    load(first, model_uri, settings.onnx_threads)
     limits, workers = settings.limits, settings.worker_count
     config = uvicorn.Config(
         partial(create_app, AppConfig(settings, model_uri, first, downloads, token)),

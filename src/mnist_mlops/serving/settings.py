@@ -28,6 +28,20 @@ class ServingLimits(BaseModel):
     shutdown_grace_s: float = Field(10, ge=0)
 
 
+class RolloutSettings(BaseModel):
+    """A challenger (``serving.rollout``): the version under ``challenger_alias``, when there is
+    one, answers ``canary_fraction`` of the scoring requests and scores ``shadow_fraction`` of
+    production's requests off the response path."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    challenger_alias: str = "canary"
+    canary_fraction: float = Field(0.0, ge=0, le=1)
+    shadow_fraction: float = Field(0.0, ge=0, le=1)
+    shadow_queue: int = Field(64, gt=0, description="requests waiting for the shadow; then drop")
+    challenger_timeout_s: float = Field(1.0, gt=0)
+
+
 class ServingSettings(BaseModel):
     """Everything ``kedro serve`` reads from the ``serving`` parameters."""
 
@@ -42,7 +56,10 @@ class ServingSettings(BaseModel):
     request_log: str | None = "data/10_serving/requests.jsonl"
     request_log_max_bytes: int = Field(64 * 1024 * 1024, gt=0)
     request_log_backups: int = Field(5, ge=1)
+    request_log_flush_s: float = Field(10, gt=0, description="object-store logs: upload period")
+    onnx_threads: int = Field(1, ge=0, description="per model and worker; 0 = ONNX Runtime's")
     limits: ServingLimits = ServingLimits()
+    rollout: RolloutSettings = RolloutSettings()
 
     @property
     def worker_count(self) -> int:

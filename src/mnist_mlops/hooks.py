@@ -118,6 +118,7 @@ def section_models() -> dict[str, type[Section]]:
     from mnist_mlops.pipelines.deploy.parameters import DeploymentParameters
     from mnist_mlops.pipelines.monitor.parameters import MonitoringParameters
     from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
+    from mnist_mlops.pipelines.rollout.parameters import RolloutParameters
     from mnist_mlops.pipelines.training.parameters import TrainingParameters
 
     models = (
@@ -126,6 +127,7 @@ def section_models() -> dict[str, type[Section]]:
         DeploymentParameters,
         MonitoringParameters,
         RegistrationParameters,
+        RolloutParameters,
         TrainingParameters,
     )
     return {model.section: model for model in models}

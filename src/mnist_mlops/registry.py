@@ -12,6 +12,10 @@ LINEAGE_TAG = "mnist.lineage"
 TEST_ACCURACY_TAG = "mnist.test_accuracy"
 # SHA-256 of what a version serves (serving.pyfunc.fingerprint): one version per served model.
 FINGERPRINT_TAG = "mnist.fingerprint"
+# A challenger (deployment.mode=canary): its alias, since when it holds it, when it was promoted.
+CANARY_ALIAS = "canary"
+CANARY_SINCE_TAG = "mnist.canary_since"
+PROMOTED_AT_TAG = "mnist.promoted_at"
 # How long a new version may stay PENDING_REGISTRATION (MLflow's await_creation_for).
 AWAIT_CREATION_S = 120
 

@@ -126,6 +126,12 @@ def deployment_section(report: dict[str, Any]) -> list[str]:
         text = "Nothing deployed: deployment.enabled is false in this environment."
     elif action == "rollback":
         text = f"Rolled back: {name} version {report['version']} is production again."
+    elif action == "canary":
+        text = (
+            f"{name} version {report['canary']} is the canary beside production version "
+            f"{report['production']}: `kedro run --pipeline rollout --env gcp` promotes or "
+            "rolls it back on live evidence."
+        )
     else:
         previous = report.get("previous_production")
         text = (

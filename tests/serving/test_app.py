@@ -94,10 +94,12 @@ def test_the_page_route_is_open_and_json_until_a_page_exists(scoring_server):
 
 def test_version_names_the_model(scoring_server):
     with urllib.request.urlopen(scoring_server["url"] + "/version", timeout=10) as response:
+        assert response.headers["X-Model-Version"] == "1"
         assert json.load(response) == {
             "model_name": "mnist-cnn",
             "model_version": "1",
             "model_uri": "models:/mnist-cnn@production",
+            "challenger": None,
         }
 
 

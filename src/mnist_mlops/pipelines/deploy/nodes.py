@@ -19,7 +19,12 @@ from mnist_mlops.model_card import Deployment
 from mnist_mlops.model_card.store import add_deployment
 from mnist_mlops.pipelines.deploy.parameters import DeploymentParameters
 from mnist_mlops.real_pictures import picture_accuracy, picture_batches
-from mnist_mlops.registry import LINEAGE_TAG, version_with_alias
+from mnist_mlops.registry import (
+    CANARY_ALIAS,
+    CANARY_SINCE_TAG,
+    LINEAGE_TAG,
+    version_with_alias,
+)
 from mnist_mlops.serving.process import ScoringProcess, ServerNotReady
 from mnist_mlops.workspaces import Workspace
 
@@ -320,13 +325,19 @@ def _latency_report(ready_after_s: float, latencies: list[float]) -> dict[str, A
 
 
 def promote(
-    staged: dict[str, Any], infra_report: dict[str, Any], production: Workspace
+    staged: dict[str, Any],
+    infra_report: dict[str, Any],
+    production: Workspace,
+    deployment: DeploymentParameters,
 ) -> dict[str, Any]:
-    """Move ``production`` to the infra-validated version, keeping ``previous-production``."""
+    """Move ``production`` to the infra-validated version, keeping ``previous-production``
+    (with ``deployment.mode`` canary and a version in production: alias it canary instead)."""
     if staged["action"] != "deploy":
         return {key: staged[key] for key in ("name", "action", "version") if key in staged}
     name, version = staged["name"], staged["version"]
     current = version_with_alias(production, name, "production")
+    if deployment.mode == "canary" and current is not None and str(current.version) != version:
+        return to_canary(staged, infra_report, production, str(current.version))
     with production.session() as client:
         if current is not None and str(current.version) != version:
             client.set_registered_model_alias(name, "previous-production", current.version)
@@ -338,6 +349,38 @@ def promote(
         "action": "deploy",
         "production": version,
         "previous_production": str(current.version) if current else None,
+        "test_accuracy": staged["test_accuracy"],
+        "photo_accuracy": staged["photo_accuracy"],
+        "photo_accuracy_by_category": staged["photo_accuracy_by_category"],
+        **infra_report,
+    }
+
+
+# deployment.mode=canary (rollout): the validated version becomes the challenger, not production.
+
+
+def to_canary(
+    staged: dict[str, Any], infra_report: dict[str, Any], production: Workspace, current: str
+) -> dict[str, Any]:
+    """Alias the infra-validated version ``canary`` and tag when, so that the scoring servers
+    give it live traffic and the rollout pipeline judges it from then on."""
+    name, version = staged["name"], staged["version"]
+    with production.session() as client:
+        client.set_registered_model_alias(name, CANARY_ALIAS, version)
+        client.set_model_version_tag(name, version, STATUS_TAG, "canary")
+        client.set_model_version_tag(name, version, CANARY_SINCE_TAG, datetime.now(UTC).isoformat())
+    logger.info(
+        "%s version %s is the canary beside production version %s: "
+        "`kedro run --pipeline rollout --env gcp` promotes or rolls it back",
+        name,
+        version,
+        current,
+    )
+    return {
+        "name": name,
+        "action": "canary",
+        "canary": version,
+        "production": current,
         "test_accuracy": staged["test_accuracy"],
         "photo_accuracy": staged["photo_accuracy"],
         "photo_accuracy_by_category": staged["photo_accuracy_by_category"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from mnist_mlops.parameters import Section
@@ -16,6 +18,9 @@ class DeploymentParameters(Section):
     enabled: bool
     version: int | None = Field(ge=1)  # None: the newest pushed version not yet deployed
     rollback: bool
+    # canary: a version passing every check becomes the challenger (alias canary) when a
+    # production version exists; the rollout pipeline promotes it on live evidence.
+    mode: Literal["direct", "canary"]
     min_test_accuracy: float = Field(ge=0, le=1)
     min_photo_accuracy: float = Field(ge=0, le=1)  # on the whole real-picture set
     picture_batch_size: int = Field(ge=1)  # pictures per infra-validation request

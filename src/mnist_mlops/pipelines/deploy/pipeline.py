@@ -71,7 +71,7 @@ def create_pipeline(after_push: bool = False, **kwargs) -> Pipeline:
             ),
             node(
                 promote,
-                ["staged_version", "infra_validation", "production_workspace"],
+                ["staged_version", "infra_validation", "production_workspace", "params:deployment"],
                 "deployment_report",
                 name="promote",
             ),

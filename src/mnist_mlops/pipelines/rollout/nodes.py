@@ -1,0 +1,178 @@
+"""Nodes of the rollout pipeline, against the production workspace and the request log."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from mnist_mlops.pipelines.deploy.nodes import STATUS_TAG
+from mnist_mlops.pipelines.rollout.evidence import Decision, Evidence, collect_evidence, decide
+from mnist_mlops.pipelines.rollout.parameters import RolloutParameters
+from mnist_mlops.registry import CANARY_SINCE_TAG, PROMOTED_AT_TAG, version_with_alias
+from mnist_mlops.workspaces import Workspace
+
+logger = logging.getLogger(__name__)
+
+
+class RolloutState(BaseModel):
+    """The aliases as the evidence was read: a decision moves them only if they still hold."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    alias: str
+    production: str | None
+    challenger: str | None
+    canary_since: datetime | None  # the challenger's ``mnist.canary_since``: evidence from then
+
+
+def read_state(production: Workspace, rollout: RolloutParameters) -> RolloutState:
+    """Which versions hold ``production`` and the challenger alias, and since when."""
+    name = rollout.model_name
+    current = version_with_alias(production, name, "production")
+    challenger = version_with_alias(production, name, rollout.challenger_alias)
+    since = challenger.tags.get(CANARY_SINCE_TAG) if challenger is not None else None
+    state = RolloutState(
+        name=name,
+        alias=rollout.challenger_alias,
+        production=str(current.version) if current is not None else None,
+        challenger=str(challenger.version) if challenger is not None else None,
+        canary_since=datetime.fromisoformat(since) if since else None,
+    )
+    logger.info("%s: production %s, %s %s", name, state.production, state.alias, state.challenger)
+    return state
+
+
+def gather_evidence(request_log: Iterable[dict[str, Any]], state: RolloutState) -> Evidence | None:
+    """Both versions' figures since the challenger became the canary (None: no challenger)."""
+    if state.challenger is None or state.production is None:
+        return None
+    return collect_evidence(request_log, state.production, state.challenger, state.canary_since)
+
+
+def decide_rollout(evidence: Evidence | None, rollout: RolloutParameters) -> Decision:
+    """Promote, roll back or wait (``none`` when there is no challenger to judge)."""
+    if evidence is None:
+        return Decision(action="none", reasons=["no challenger"], missing_requests=0)
+    decision = decide(evidence, rollout)
+    logger.info(
+        "Rollout of version %s: %s%s",
+        evidence.challenger.version,
+        decision.action,
+        f" ({'; '.join(decision.reasons)})" if decision.reasons else "",
+    )
+    return decision
+
+
+def apply_decision(
+    decision: Decision, state: RolloutState, evidence: Evidence | None, production: Workspace
+) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """Move the aliases the decision calls for, if nobody moved them since they were read.
+
+    MLflow has no registry lock: the aliases are read again just before moving them, and if they
+    changed (another rollout, a deploy, a person) nothing moves and the report says so.
+
+    Returns:
+        The evidence as metrics (for MLflow) and the report.
+    """
+    moved, note = False, _plan(decision, state)
+    if decision.action in ("promote", "rollback"):
+        now = (
+            _alias(production, state.name, "production"),
+            _alias(production, state.name, state.alias),
+        )
+        if now != (state.production, state.challenger):
+            note = (
+                f"aliases moved since they were read (now production {now[0]}, "
+                f"{state.alias} {now[1]}): nothing moved"
+            )
+            logger.warning("%s", note)
+        else:
+            (_promote if decision.action == "promote" else _roll_back)(production, state, decision)
+            moved = True
+    report = {
+        "name": state.name,
+        "decided_at": datetime.now(UTC).isoformat(),
+        "action": decision.action,
+        "moved": moved,
+        "note": note,
+        "reasons": decision.reasons,
+        "missing_requests": decision.missing_requests,
+        "state": state.model_dump(mode="json"),
+        "evidence": _evidence_report(evidence),
+    }
+    return _metrics(evidence), report
+
+
+def _plan(decision: Decision, state: RolloutState) -> str:
+    if decision.action == "promote":
+        return f"version {state.challenger} promoted to production (was {state.production})"
+    if decision.action == "rollback":
+        return f"version {state.challenger} rolled back: production stays {state.production}"
+    if decision.action == "wait":
+        return f"waiting: {decision.missing_requests} more challenger requests before promoting"
+    return f"no version holds the alias {state.alias}: nothing to decide"
+
+
+def _alias(production: Workspace, name: str, alias: str) -> str | None:
+    version = version_with_alias(production, name, alias)
+    return str(version.version) if version is not None else None
+
+
+def _promote(production: Workspace, state: RolloutState, decision: Decision) -> None:
+    """``production`` to the challenger, ``previous-production`` to the old one; production
+    moves before the canary alias goes, so that servers always have a version to answer."""
+    name, challenger = state.name, str(state.challenger)
+    with production.session() as client:
+        if state.production is not None:
+            client.set_registered_model_alias(name, "previous-production", state.production)
+        client.set_registered_model_alias(name, "production", challenger)
+        client.delete_registered_model_alias(name, state.alias)
+        client.set_model_version_tag(name, challenger, STATUS_TAG, "production")
+        client.set_model_version_tag(
+            name, challenger, PROMOTED_AT_TAG, datetime.now(UTC).isoformat()
+        )
+    logger.info("%s version %s is in production (rollout)", name, challenger)
+
+
+def _roll_back(production: Workspace, state: RolloutState, decision: Decision) -> None:
+    """The canary alias removed; the version tagged and its description told why."""
+    name, challenger = state.name, str(state.challenger)
+    reason = "; ".join(decision.reasons)
+    with production.session() as client:
+        client.delete_registered_model_alias(name, state.alias)
+        client.set_model_version_tag(
+            name, challenger, STATUS_TAG, f"rejected: rollout: {reason}"[:500]
+        )
+        described = client.get_model_version(name, challenger).description or ""
+        section = f"\n\n## Rollout\n\nRolled back {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {reason}."
+        client.update_model_version(name, challenger, description=(described + section)[-5000:])
+    logger.warning("%s version %s rolled back: %s", name, challenger, reason)
+
+
+def _evidence_report(evidence: Evidence | None) -> dict[str, Any] | None:
+    if evidence is None:
+        return None
+    figures = evidence.model_dump()
+    for role in ("production", "challenger"):
+        version = getattr(evidence, role)
+        figures[role].update(error_rate=version.error_rate, accuracy=version.accuracy)
+    figures["shadow_agreement"] = evidence.shadow_agreement
+    return figures
+
+
+def _metrics(evidence: Evidence | None) -> dict[str, dict[str, float]]:
+    figures = _evidence_report(evidence) or {}
+    flat = {
+        f"{role}_{key}": value
+        for role in ("production", "challenger")
+        for key, value in figures.get(role, {}).items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+    if figures.get("shadow_agreement") is not None:
+        flat["shadow_agreement"] = figures["shadow_agreement"]
+    return {name: {"value": float(value), "step": 0} for name, value in flat.items()}

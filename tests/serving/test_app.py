@@ -175,7 +175,7 @@ def test_the_server_survives_bad_input(scoring_server, images):
     assert post(scoring_server, {"inputs": images[0][:1].tolist()})[0] == 200
 
 
-def test_scored_requests_are_logged_and_refusals_are_not(scoring_server, images):
+def test_scoring_requests_are_logged_refused_ones_too_but_not_unauthorized(scoring_server, images):
     pixels = images[0]
     photo = base64.b64encode(PHOTOS[0].read_bytes()).decode()
     log = scoring_server["request_log"]
@@ -187,11 +187,13 @@ def test_scored_requests_are_logged_and_refusals_are_not(scoring_server, images)
     post(scoring_server, {"inputs": pixels[:2].tolist()}, path="/nowhere")
     post(scoring_server, {"inputs": pixels[:2].tolist(), "params": {"labels": [7, 2]}})
     deadline = time.monotonic() + 5  # one thread writes the lines, just after the answers
-    while len(log.read_text().splitlines()) < logged + 3 and time.monotonic() < deadline:
+    while len(log.read_text().splitlines()) < logged + 4 and time.monotonic() < deadline:
         time.sleep(0.05)
     lines = log.read_text().splitlines()
-    assert len(lines) == logged + 3
-    photo_line, batch_line, labelled = (json.loads(line) for line in lines[-3:])
+    assert len(lines) == logged + 4
+    photo_line, batch_line, refused, labelled = (json.loads(line) for line in lines[-4:])
+    assert refused["status"] == 400 and refused["error_code"] == "BAD_REQUEST"
+    assert refused["rows"] == [] and refused["model_version"] == "1"
     assert photo_line["status"] == 200 and photo_line["rows"][0]["label"] == 0
     assert photo_line["model_version"] == "1" and photo_line["latency_ms"] > 0
     assert batch_line["batch_size"] == 3 and batch_line["rows"][0]["label"] is None

@@ -27,6 +27,7 @@ PARAMS = {
     "enabled": True,
     "version": None,
     "rollback": False,
+    "mode": "direct",
     "min_test_accuracy": 0.95,
     "min_photo_accuracy": 0.8,
     "picture_batch_size": 32,
@@ -120,6 +121,21 @@ def test_deploy_validates_describes_stages_infra_validates_and_promotes(
         assert model_version.tags["mnist.deploy_status"] == "production"
         assert "rollback" in client.get_registered_model(NAME).description
     json.dumps(report)  # the report is plain JSON for the catalog
+
+
+def test_canary_mode_makes_the_version_the_canary_beside_production(
+    servers, small_model_input, push
+):
+    current = promote_directly(servers, push())
+    version = push()
+    report = deploy(servers, small_model_input, mode="canary")
+
+    assert report["action"] == "canary" and report["canary"] == version
+    assert aliases(servers)["production"] == current and aliases(servers)["canary"] == version
+    with workspace(servers["production"], "production").session() as client:
+        tags = client.get_model_version(NAME, version).tags
+        client.delete_registered_model_alias(NAME, "canary")  # the next tests deploy directly
+    assert tags["mnist.deploy_status"] == "canary" and "mnist.canary_since" in tags
 
 
 def test_failing_validation_leaves_production_unchanged(servers, small_model_input, push):

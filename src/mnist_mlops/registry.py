@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from mlflow.exceptions import MlflowException
@@ -16,6 +17,8 @@ FINGERPRINT_TAG = "mnist.fingerprint"
 CANARY_ALIAS = "canary"
 CANARY_SINCE_TAG = "mnist.canary_since"
 PROMOTED_AT_TAG = "mnist.promoted_at"
+DEPLOY_STATUS_TAG = "mnist.deploy_status"
+MAX_DESCRIPTION = 5000  # characters of a version's description kept (the newest)
 # How long a new version may stay PENDING_REGISTRATION (MLflow's await_creation_for).
 AWAIT_CREATION_S = 120
 
@@ -47,3 +50,16 @@ def version_with_alias(workspace: Workspace, name: str, alias: str) -> Any | Non
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 return None
             raise
+
+
+def record_outcome(
+    workspace: Workspace, name: str, version: str, status: str, heading: str, reason: str
+) -> None:
+    """Tag a version's ``mnist.deploy_status`` and add a dated section to its description:
+    what happened to it (a rollout's or monitoring's rollback) and why."""
+    with workspace.session() as client:
+        client.set_model_version_tag(name, version, DEPLOY_STATUS_TAG, f"{status}: {reason}"[:500])
+        described = client.get_model_version(name, version).description or ""
+        section = f"\n\n## {heading}\n\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {status}: {reason}."
+        description = (described + section)[-MAX_DESCRIPTION:]
+        client.update_model_version(name, version, description=description)

@@ -18,6 +18,7 @@ from mnist_mlops.datasets import RequestLogDataset
 from mnist_mlops.pipelines.monitor import create_pipeline
 from mnist_mlops.pipelines.monitor.parameters import MonitoringParameters
 from mnist_mlops.serving.process import ScoringProcess
+from mnist_mlops.workspaces import Workspace
 from tests.conftest import PROJECT_ROOT, RAW_MNIST
 
 IMAGES = 600
@@ -89,6 +90,7 @@ def monitor(log, mnist_raw, **changes):
             "mnist_train_images": MemoryDataset(mnist_raw["train_images"]),
             "mnist_train_labels": MemoryDataset(mnist_raw["train_labels"]),
             "params:monitoring": MemoryDataset(MonitoringParameters(**params)),
+            "production_workspace": MemoryDataset(Workspace("production", "sqlite:///unused.db")),
             "monitoring_metrics": MemoryDataset(),
             "monitoring_report": MemoryDataset(),
             "monitoring_chart": MemoryDataset(),

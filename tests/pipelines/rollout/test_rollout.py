@@ -153,9 +153,8 @@ def make_canary(registry, servers, version: str) -> None:
     client = registry["client"]
     client.set_registered_model_alias(NAME, "canary", version)
     client.set_model_version_tag(NAME, version, "mnist.canary_since", datetime.now(UTC).isoformat())
-    wait_until_served(
-        servers, client.get_model_version_by_alias(NAME, "production").version, version
-    )
+    production = str(client.get_model_version_by_alias(NAME, "production").version)
+    wait_until_served(servers, production, version)
 
 
 class Clients:

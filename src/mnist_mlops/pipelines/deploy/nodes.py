@@ -23,6 +23,7 @@ from mnist_mlops.registry import (
     CANARY_ALIAS,
     CANARY_SINCE_TAG,
     LINEAGE_TAG,
+    PROMOTED_AT_TAG,
     version_with_alias,
 )
 from mnist_mlops.serving.process import ScoringProcess, ServerNotReady
@@ -343,6 +344,8 @@ def promote(
             client.set_registered_model_alias(name, "previous-production", current.version)
         client.set_registered_model_alias(name, "production", version)
         client.set_model_version_tag(name, version, STATUS_TAG, "production")
+        # monitoring.rollback_window_h counts from here (auto rollback)
+        client.set_model_version_tag(name, version, PROMOTED_AT_TAG, datetime.now(UTC).isoformat())
     logger.info("%s version %s is in production", name, version)
     return {
         "name": name,

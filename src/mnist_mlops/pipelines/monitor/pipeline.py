@@ -8,6 +8,7 @@ from mnist_mlops.pipelines.monitor.nodes import (
     plot_monitoring,
     recent_rows,
 )
+from mnist_mlops.pipelines.monitor.rollback import guard_promotion
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -28,8 +29,19 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 assess_drift,
                 ["recent_requests", "training_reference", "params:monitoring"],
-                ["monitoring_metrics", "monitoring_report"],
+                ["monitoring_metrics", "drift_report"],
                 name="assess_drift",
+            ),
+            node(
+                guard_promotion,
+                [
+                    "serving_request_log",
+                    "drift_report",
+                    "production_workspace",
+                    "params:monitoring",
+                ],
+                "monitoring_report",
+                name="guard_promotion",
             ),
             node(
                 plot_monitoring,

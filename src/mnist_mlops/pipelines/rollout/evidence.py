@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from mnist_mlops.pipelines.rollout.parameters import RolloutParameters
 
 Z95 = 1.96  # the 95% Wilson interval
+NO_CHALLENGER = ""  # a version name no log line carries
 
 
 class VersionEvidence(BaseModel):
@@ -134,6 +135,13 @@ def collect_evidence(
         shadow_images=pairs[0],
         shadow_agreeing=pairs[1],
     )
+
+
+def version_evidence(
+    records: Iterable[dict[str, Any]], version: str, since: datetime | None
+) -> VersionEvidence:
+    """One version's figures since ``since`` (what monitoring judges after a promotion)."""
+    return collect_evidence(records, version, NO_CHALLENGER, since).production
 
 
 def _count_answer(tally: _Tally, record: dict[str, Any]) -> None:

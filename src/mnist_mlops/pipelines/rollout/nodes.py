@@ -9,10 +9,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from mnist_mlops.pipelines.deploy.nodes import STATUS_TAG
 from mnist_mlops.pipelines.rollout.evidence import Decision, Evidence, collect_evidence, decide
 from mnist_mlops.pipelines.rollout.parameters import RolloutParameters
-from mnist_mlops.registry import CANARY_SINCE_TAG, PROMOTED_AT_TAG, version_with_alias
+from mnist_mlops.registry import (
+    CANARY_SINCE_TAG,
+    DEPLOY_STATUS_TAG,
+    PROMOTED_AT_TAG,
+    record_outcome,
+    version_with_alias,
+)
 from mnist_mlops.workspaces import Workspace
 
 logger = logging.getLogger(__name__)
@@ -132,7 +137,7 @@ def _promote(production: Workspace, state: RolloutState, decision: Decision) -> 
             client.set_registered_model_alias(name, "previous-production", state.production)
         client.set_registered_model_alias(name, "production", challenger)
         client.delete_registered_model_alias(name, state.alias)
-        client.set_model_version_tag(name, challenger, STATUS_TAG, "production")
+        client.set_model_version_tag(name, challenger, DEPLOY_STATUS_TAG, "production")
         client.set_model_version_tag(
             name, challenger, PROMOTED_AT_TAG, datetime.now(UTC).isoformat()
         )
@@ -145,12 +150,7 @@ def _roll_back(production: Workspace, state: RolloutState, decision: Decision) -
     reason = "; ".join(decision.reasons)
     with production.session() as client:
         client.delete_registered_model_alias(name, state.alias)
-        client.set_model_version_tag(
-            name, challenger, STATUS_TAG, f"rejected: rollout: {reason}"[:500]
-        )
-        described = client.get_model_version(name, challenger).description or ""
-        section = f"\n\n## Rollout\n\nRolled back {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {reason}."
-        client.update_model_version(name, challenger, description=(described + section)[-5000:])
+    record_outcome(production, name, challenger, "rejected: rollout", "Rollout", reason)
     logger.warning("%s version %s rolled back: %s", name, challenger, reason)
 
 

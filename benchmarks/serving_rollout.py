@@ -95,16 +95,14 @@ def metric(port: int, name: str) -> float:
     connection.request("GET", "/metrics")
     text = connection.getresponse().read().decode()
     connection.close()
-    return sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name)
-    )
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
 def paced(port: int, body: bytes, rate: float, seconds: float) -> int:
     """Single-image requests at ``rate`` per second (fresh connections, as clients spread over
     workers); the number sent."""
     sent, started = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - started) < seconds:
+    while time.perf_counter() - started < seconds:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         post(connection, body)
         connection.close()

@@ -9,7 +9,9 @@ are rolled back, and production never changes for them.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -85,7 +87,8 @@ def variant(model: Path, folder: Path, cls: type) -> Path:
 
 @pytest.fixture(scope="module")
 def registry(registry_uri, tmp_path_factory):
-    """A copy of the shared registry: v1 production, v2 the same model, v3 inverted, v4 slow."""
+    """A copy of the shared registry: v1 production, v2 the same model, v3 inverted, v4 slow,
+    v5 broken (its pickle is not one)."""
     root = tmp_path_factory.mktemp("rollout-registry")
     shutil.copy(registry_uri.removeprefix("sqlite:///"), root / "mlflow.db")
     uri = f"sqlite:///{root}/mlflow.db"
@@ -103,6 +106,9 @@ def registry(registry_uri, tmp_path_factory):
         variant(model, root / "slow", SlowReader),
     ):
         client.create_model_version(NAME, source=str(source))
+    broken = shutil.copytree(model, root / "broken")
+    (broken / "python_model.pkl").write_bytes(b"not a pickle")
+    client.create_model_version(NAME, source=str(broken))
     return {"uri": uri, "client": client, "workspace": Workspace("production", uri)}
 
 
@@ -127,7 +133,12 @@ def servers(registry, tmp_path_factory):
         thread.join()
     try:
         assert all(process.process and process.process.poll() is None for process in processes)
-        yield {"urls": [process.url for process in processes], "log": folder}
+        yield {
+            "urls": [process.url for process in processes],
+            "log": folder,
+            "project": project,
+            "env": env,
+        }
     finally:
         for process in processes:
             process.stop()
@@ -264,6 +275,18 @@ def test_a_bad_or_slow_challenger_is_rolled_back(registry, servers, clients, ver
     assert "## Rollout" in rolled_back.description
 
 
+def test_a_challenger_that_fails_to_load_gets_no_traffic(registry, servers, clients):
+    registry["client"].set_registered_model_alias(NAME, "canary", "5")
+    try:
+        time.sleep(3)  # a few looks at the alias (poll_s 1): each load fails
+        with clients() as sending:
+            sending.until(40)
+        assert sending.failures == [] and sending.versions == {"2"}
+        assert [version_of(url)["challenger"] for url in servers["urls"]] == [None, None]
+    finally:
+        registry["client"].delete_registered_model_alias(NAME, "canary")
+
+
 def test_aliases_moved_since_they_were_read_move_nothing(registry):
     stale = RolloutState(
         name=NAME, alias="canary", production="1", challenger="3", canary_since=None
@@ -272,3 +295,20 @@ def test_aliases_moved_since_they_were_read_move_nothing(registry):
     _, report = apply_decision(decision, stale, None, registry["workspace"])
     assert not report["moved"] and "aliases moved since they were read" in report["note"]
     assert aliases(registry) == {"production": "2", "previous-production": "1"}
+
+
+def test_kedro_run_rollout_without_a_canary_says_so_and_exits_0(registry, servers):
+    project = servers["project"]
+    kedro = str(Path(sys.executable).parent / "kedro")
+    result = subprocess.run(
+        [kedro, "run", "--pipeline", "rollout", "--env", "gcp"],
+        cwd=project,
+        env={**os.environ, **servers["env"]},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((project / "data/08_reporting/rollout_report.json").read_text())
+    assert report["action"] == "none" and not report["moved"]
+    assert report["note"] == "no version holds the alias canary: nothing to decide"

@@ -116,6 +116,7 @@ def measure(server: ScoringProcess, images: np.ndarray, seconds: float) -> dict[
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
     for _ in range(50):  # warm-up, and both workers have their challenger
         post(connection, one)
+    connection.close()  # idle for longer than the keep-alive timeout during the paced phase
     time.sleep(2)  # the warm-up's shadow work is done
     shadowed_before = metric(server.port, "mnist_serving_shadow_images_total")
     assert server.process is not None
@@ -124,6 +125,7 @@ def measure(server: ScoringProcess, images: np.ndarray, seconds: float) -> dict[
     time.sleep(1)  # the last requests' shadows
     cpu = process_tree_cpu_s(server.process.pid) - cpu_before
     shadowed = metric(server.port, "mnist_serving_shadow_images_total") - shadowed_before
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
     latencies = [post(connection, one) for _ in range(300)]
     connection.close()
     return {

@@ -4,6 +4,7 @@ PYTHON ?= python3
 UV_VERSION := 0.13.9
 UV := .tools/bin/uv
 ARGS ?=
+PARAMS ?=
 
 # Compiled bytecode: these machines set PYTHONDONTWRITEBYTECODE=1, and without .pyc files every
 # process recompiles TensorFlow and MLflow (import tensorflow: 24 s instead of 8 s).
@@ -12,7 +13,7 @@ export UV_COMPILE_BYTECODE := 1
 export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run test test-fast lint format
+.PHONY: setup run test test-fast lint format retrain deploy monitor rollback
 setup: .venv/.synced
 
 $(UV):
@@ -31,6 +32,12 @@ lint: setup
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen actionlint
+
+# A model's life after the first run (scripts/lifecycle.sh, which the workflows and the lifecycle
+# test call): PARAMS="key=value,..." goes to kedro's --params. make exits 2 on any failure; the
+# script itself exits with kedro's code (3 rejected, 4 nothing to roll back to).
+retrain deploy monitor rollback: setup  ## CT retrain; CD deploy; monitor; roll back production
+	scripts/lifecycle.sh $@ "$(PARAMS)"
 
 test: lint  ## ruff, then the whole test suite
 	@scripts/ensure_chromium.sh

@@ -167,7 +167,7 @@ def test_kedro_run_trains_compares_and_tracks_every_strategy(project_dir, run_ou
         "production": "1",
     }
     report = json.loads((project_dir / "data/08_reporting/deployment_report.json").read_text())
-    assert report["production"] == "1" and report["latency_p50_ms"] > 0
+    assert report["production"] == "1" and report["infra"]["latency_p50_ms"] > 0
     # The model card beside the version in both stores; deploy's section in production's.
     assert "sandbox version 1 -> production version 1" in sandbox_version.description
     assert pushed.description.count("## Deployment validation") == 1

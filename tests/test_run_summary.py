@@ -5,6 +5,15 @@ The whole hook (printed, written, logged to MLflow) runs in ``tests/test_run.py`
 
 import pandas as pd
 
+from mnist_mlops.pipelines.deploy.nodes import DeploymentError
+from mnist_mlops.registry.records import (
+    DeploymentReport,
+    DeployValidation,
+    GateEvaluation,
+    InfraReport,
+    PushedVersion,
+    SandboxVersion,
+)
 from mnist_mlops.run_summary import BatchScores, render
 
 REGISTRATION = {"min_test_accuracy": 0.99, "max_regression": 0.002}
@@ -29,27 +38,38 @@ def _whole_flow() -> dict:
             "architecture": "original_cnn",
             "metrics": {"validation_accuracy": 0.9934},
         },
-        "gate_evaluation": {
-            "test_accuracy": 0.9938,
-            "production_version": "3",
-            "production_test_accuracy": 0.9921,
-        },
-        "sandbox_model_version": {"name": "mnist-cnn", "version": "7"},
-        "production_model_version": {
-            "name": "mnist-cnn",
-            "version": "4",
-            "lineage": "sqlite:///mlruns/sandbox.db#mnist-cnn/7",
-        },
-        "deployment_report": {
-            "name": "mnist-cnn",
-            "action": "deploy",
-            "production": "4",
-            "previous_production": "3",
-            "test_accuracy": 0.9938,
-            "photo_accuracy": 1.0,
-            "latency_p50_ms": 2.1,
-            "requests": 15,
-        },
+        "gate_evaluation": GateEvaluation(
+            test_accuracy=0.9938,
+            per_class={},
+            production_version=3,  # an int, as MLflow's SQL store hands it back
+            production_test_accuracy=0.9921,
+            photo_images=272,
+            photo_accuracy=0.98,
+            photo_accuracy_by_category={},
+            confusion_matrix=[],
+            misread=[],
+        ),
+        "sandbox_model_version": SandboxVersion(
+            name="mnist-cnn", version="7", run_id="r", tags={}, already_registered=False
+        ),
+        "production_model_version": PushedVersion(
+            name="mnist-cnn",
+            version="4",
+            lineage="sqlite:///mlruns/sandbox.db#mnist-cnn/7",
+            already_pushed=False,
+        ),
+        "deployment_report": DeploymentReport(
+            name="mnist-cnn",
+            action="deploy",
+            production="4",
+            previous_production="3",
+            validation=DeployValidation(
+                test_accuracy=0.9938, photo_accuracy=1.0, photo_accuracy_by_category={}
+            ),
+            infra=InfraReport(
+                ready_after_s=3.0, requests=15, latency_p50_ms=2.1, latency_max_ms=9.0
+            ),
+        ),
     }
 
 
@@ -78,8 +98,11 @@ def test_a_whole_run_reads_from_table_to_next_command():
 
 def test_a_rerun_on_the_same_model_says_which_versions_it_already_is():
     outputs = _whole_flow()
-    outputs["sandbox_model_version"]["already_registered"] = True
-    outputs["production_model_version"]["already_pushed"] = True
+    for name, flag in (
+        ("sandbox_model_version", "already_registered"),
+        ("production_model_version", "already_pushed"),
+    ):
+        outputs[name] = outputs[name].model_copy(update={flag: True})
     text = _words(render("Run summary: registration", outputs, REGISTRATION, {}))
 
     assert "Already registered (same fingerprint), nothing added: mnist-cnn version 7" in text
@@ -100,10 +123,32 @@ def test_only_the_parts_the_run_had():
 
 
 def test_a_skipped_deploy_says_why():
-    report = {"name": "mnist-cnn", "action": "skip"}
+    report = DeploymentReport(
+        name="mnist-cnn", action="skip", reason="deployment.enabled is false in this environment"
+    )
     text = render("Run summary: deploy", {"deployment_report": report}, REGISTRATION, {})
 
     assert "Nothing deployed: deployment.enabled is false" in text
+
+
+def test_a_deploy_with_nothing_new_says_what_is_in_production():
+    reason = "mnist-cnn version 3 is already in production: nothing to deploy"
+    report = DeploymentReport(name="mnist-cnn", action="nothing", production="3", reason=reason)
+    text = _words(render("Run summary: deploy", {"deployment_report": report}, REGISTRATION, {}))
+
+    assert f"Nothing deployed: {reason}." in text
+    assert "roll back" not in text
+
+
+def test_a_rejection_says_why_and_its_exit_code_in_a_few_lines():
+    server_log = "\n".join(f"server log line {n}" for n in range(200))
+    error = DeploymentError(f"mnist-cnn version 4 rejected: infra-validation failed\n{server_log}")
+    text = render("Run summary: deploy", {}, REGISTRATION, {}, error=error)
+    stopped = text.split("## Stopped", 1)[1].splitlines()
+
+    assert "mnist-cnn version 4 rejected: infra-validation failed" in stopped
+    assert "Exit code 3." in stopped
+    assert len(stopped) <= 14  # and the one line kedro run ends with
 
 
 def test_a_run_that_produced_nothing_to_summarise_has_no_summary():

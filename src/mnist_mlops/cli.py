@@ -108,9 +108,16 @@ def workspaces(action: str, purge: bool) -> None:
     \b
     status prints the variables to export (eval "$(kedro workspaces status)").
     """
+    from kedro.utils import find_kedro_project
+
     from mnist_mlops.workspaces import local
 
     if action == "up":
+        project = find_kedro_project(Path.cwd()) or Path.cwd()
+        if still_missing := local.install_missing(project):
+            raise click.ClickException(
+                "cannot start the local workspaces: " + "; ".join(still_missing)
+            )
         seconds = local.up()
         click.echo(f"# workspaces up in {seconds:.1f} s; their variables:", err=True)
     elif action == "down":

@@ -221,9 +221,9 @@ class RunSummaryHooks:
         produced = pipeline.all_outputs() if error is None else set()
         project = run_params.get("project_path") or os.getcwd()
         reports = {  # the path each dataset writes, as a user in the project folder types it
-            what: os.path.relpath(str(catalog.get(name)._describe()["filepath"]), project)
+            what: os.path.relpath(str(dataset._describe()["filepath"]), project)
             for name, what in run_summary.REPORTS.items()
-            if name in produced
+            if name in produced and (dataset := catalog.get(name)) is not None
         }
         names = run_params.get("pipeline_names") or ["__default__"]
         title = (

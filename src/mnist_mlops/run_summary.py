@@ -14,6 +14,14 @@ from typing import Any
 
 import pandas as pd
 
+from mnist_mlops.registry.outcomes import RunStopped
+from mnist_mlops.registry.records import (
+    DeploymentReport,
+    GateEvaluation,
+    PushedVersion,
+    SandboxVersion,
+)
+
 
 @dataclass(frozen=True)
 class BatchScores:
@@ -85,62 +93,66 @@ def strategy_section(comparison: pd.DataFrame, champion: dict[str, Any] | None) 
 
 
 def registration_section(
-    gate: dict[str, Any] | None,
-    sandbox: dict[str, Any] | None,
-    production: dict[str, Any] | None,
+    gate: GateEvaluation | None,
+    sandbox: SandboxVersion | None,
+    production: PushedVersion | None,
     registration: dict[str, Any],
 ) -> list[str]:
     """The gate's decision, then the versions registered in the sandbox and pushed."""
     lines = ["## Registration", ""]
     if gate is not None:
         decision = (
-            f"Gate passed: test accuracy {_percent(gate['test_accuracy'])}, at least "
+            f"Gate passed: test accuracy {_percent(gate.test_accuracy)}, at least "
             f"{_percent(registration['min_test_accuracy'])} (registration.min_test_accuracy)"
         )
-        if gate.get("production_test_accuracy") is not None:
+        if gate.production_test_accuracy is not None:
             decision += (
                 f", and within {registration['max_regression']} of production version "
-                f"{gate['production_version']} ({_percent(gate['production_test_accuracy'])})"
+                f"{gate.production_version} ({_percent(gate.production_test_accuracy)})"
             )
         lines.append(decision + ".")
     if sandbox is not None:
         lines.append(
-            f"Already registered (same fingerprint), nothing added: {sandbox['name']} version "
-            f"{sandbox['version']} in the sandbox."
-            if sandbox.get("already_registered")
-            else f"Registered {sandbox['name']} version {sandbox['version']} in the sandbox."
+            f"Already registered (same fingerprint), nothing added: {sandbox.name} version "
+            f"{sandbox.version} in the sandbox."
+            if sandbox.already_registered
+            else f"Registered {sandbox.name} version {sandbox.version} in the sandbox."
         )
     if production is not None:
-        pushed = "Already in" if production.get("already_pushed") else "Pushed to"
+        pushed = "Already in" if production.already_pushed else "Pushed to"
         lines.append(
-            f"{pushed} the production registry as {production['name']} version "
-            f"{production['version']} (lineage {production['lineage']})."
+            f"{pushed} the production registry as {production.name} version "
+            f"{production.version} (lineage {production.lineage})."
         )
     return [*lines, ""]
 
 
-def deployment_section(report: dict[str, Any]) -> list[str]:
-    """What deploy did: promoted a version, rolled back, or stood aside."""
-    name, action = report["name"], report["action"]
-    if action == "skip":
-        text = "Nothing deployed: deployment.enabled is false in this environment."
-    elif action == "rollback":
-        text = f"Rolled back: {name} version {report['version']} is production again."
-    elif action == "canary":
+def deployment_section(report: DeploymentReport) -> list[str]:
+    """What deploy did: promoted a version, rolled back, or stood aside and why."""
+    name = report.name
+    if report.action in ("skip", "nothing"):
+        text = f"Nothing deployed: {report.reason.rstrip('.')}."
+    elif report.action == "rollback":
+        text = f"Rolled back: {name} version {report.production} is production again."
+    elif report.action == "canary":
         text = (
-            f"{name} version {report['canary']} is the canary beside production version "
-            f"{report['production']}: `kedro run --pipeline rollout --env gcp` promotes or "
-            "rolls it back on live evidence."
+            f"{name} version {report.canary} is the canary beside production version "
+            f"{report.production}: `kedro run --pipeline rollout --env gcp` promotes or rolls "
+            "it back on live evidence."
         )
     else:
-        previous = report.get("previous_production")
-        text = (
-            f"{name} version {report['production']} is production"
-            + (f" (previous-production: version {previous})" if previous else "")
-            + f": test accuracy {_percent(report['test_accuracy'])}, photos "
-            f"{_percent(report['photo_accuracy'])}, infra-validated in a scoring server "
-            f"(p50 {report['latency_p50_ms']} ms over {report['requests']} requests)."
+        previous = report.previous_production
+        validation, infra = report.validation, report.infra
+        text = f"{name} version {report.production} is production" + (
+            f" (previous-production: version {previous})" if previous else ""
         )
+        if validation is not None and infra is not None:
+            text += (
+                f": test accuracy {_percent(validation.test_accuracy)}, photos "
+                f"{_percent(validation.photo_accuracy)}, infra-validated in a scoring server "
+                f"(p50 {infra.latency_p50_ms} ms over {infra.requests} requests)"
+            )
+        text += "."
     return ["## Deployment", "", text, ""]
 
 
@@ -183,13 +195,26 @@ def batch_paragraph(scored: BatchScores) -> list[str]:
     ]
 
 
+# A decision's reason may carry a server log; the summary keeps its first lines.
+STOPPED_LINES = 5
+
+
+def stopped_section(error: BaseException) -> list[str]:
+    """Why the run stopped: a decision (rejected, nothing to roll back to) with its reason and
+    exit code, or a crash's one-line error (its traceback follows the summary)."""
+    if isinstance(error, RunStopped):
+        reason = str(error.format_message()).splitlines()[:STOPPED_LINES]
+        return ["## Stopped", "", *reason, "", f"Exit code {error.exit_code}.", ""]
+    return ["## Stopped", "", f"{type(error).__name__}: {error}".splitlines()[0], ""]
+
+
 def next_steps(outputs: dict[str, Any], error: BaseException | None = None) -> list[str]:
     """The commands that follow from what the run did."""
     lines = ["## Next", ""]
     if error is not None:
         return [*lines, "- see what ran: `kedro mlflow ui`"]
-    report = outputs.get("deployment_report")
-    if report and report["action"] in ("deploy", "rollback"):
+    report: DeploymentReport | None = outputs.get("deployment_report")
+    if report and report.action in ("deploy", "rollback"):
         lines.append("- serve it: `kedro serve --env gcp`")
     elif "production_model_version" in outputs:
         lines.append("- deploy it: `kedro run --pipeline deploy --env gcp`")
@@ -197,7 +222,7 @@ def next_steps(outputs: dict[str, Any], error: BaseException | None = None) -> l
     monitoring = outputs.get("monitoring_report")
     if monitoring and monitoring["retrain"]:
         lines.append("- retrain: `kedro run --env azure`, then deploy")
-    if report and report["action"] == "deploy":
+    if report and report.action == "deploy":
         lines.append(
             "- roll back: `kedro run --pipeline deploy --env gcp --params deployment.rollback=true`"
         )
@@ -225,9 +250,9 @@ def render(
     body: list[str] = []
     if "strategy_comparison" in outputs:
         body += strategy_section(outputs["strategy_comparison"], outputs.get("champion"))
-    registered = [outputs.get(name) for name in REGISTERED]
-    if any(registered):
-        body += registration_section(*registered, registration)
+    gate, sandbox, pushed = (outputs.get(name) for name in REGISTERED)
+    if gate or sandbox or pushed:
+        body += registration_section(gate, sandbox, pushed, registration)
     if "deployment_report" in outputs:
         body += deployment_section(outputs["deployment_report"])
     if "monitoring_report" in outputs:
@@ -235,7 +260,7 @@ def render(
     if batch is not None:
         body += batch_paragraph(batch)
     if error is not None:
-        body += ["## Stopped", "", f"{type(error).__name__}: {error}".splitlines()[0], ""]
+        body += stopped_section(error)
     if not body:
         return ""
     lines = [f"# {title}", "", *body]

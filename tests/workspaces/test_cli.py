@@ -5,6 +5,7 @@ import shlex
 from click.testing import CliRunner
 
 from mnist_mlops.cli import cli
+from mnist_mlops.workspaces import local
 
 
 def test_status_without_workspaces_says_what_to_do(tmp_path, monkeypatch):
@@ -30,3 +31,21 @@ def test_status_prints_the_variables_to_export(local_workspaces):
     assert exports["AZURE_MLFLOW_PASSWORD"] != exports["GCP_MLFLOW_PASSWORD"]
     assert exports["MNIST_DATA_ROOT"] == "abfs://mnist-data"
     assert result.stderr.count("postgres up, object store up, mlflow up") == 2
+
+
+def test_up_installs_what_is_missing_and_says_what_it_could_not(tmp_path, monkeypatch):
+    """``up`` runs the project's install script for what is missing, then names what still is
+    (here a project whose script installs nothing)."""
+    (tmp_path / "pyproject.toml").write_text('[tool.kedro]\npackage_name = "mnist_mlops"\n')
+    (tmp_path / "scripts").mkdir()
+    ran = tmp_path / "ran"
+    (tmp_path / "scripts" / "ensure_workspace_services.sh").write_text(f"touch {ran}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MNIST_WORKSPACES_DIR", str(tmp_path / "state"))
+    monkeypatch.setattr(local, "missing", lambda: ["no Azurite (node and `npm ci`)"])
+
+    result = CliRunner().invoke(cli, ["workspaces", "up"])
+
+    assert ran.exists(), "the install script did not run"
+    assert result.exit_code != 0 and not (tmp_path / "state").exists()
+    assert "cannot start the local workspaces: no Azurite" in result.output

@@ -4,6 +4,7 @@ from mnist_mlops.datasets.array_bundle_dataset import ArrayBundle, ArrayBundleDa
 from mnist_mlops.datasets.idx_dataset import IDXDataset
 from mnist_mlops.datasets.mlflow_workspace_dataset import MlflowWorkspaceDataset
 from mnist_mlops.datasets.picture_set_dataset import PictureSetDataset
+from mnist_mlops.datasets.record_dataset import RecordDataset
 from mnist_mlops.datasets.request_log_dataset import RequestLogDataset
 from mnist_mlops.datasets.strategy_run_dataset import StrategyRunDataset
 
@@ -16,6 +17,7 @@ __all__ = [
     "IDXDataset",
     "MlflowWorkspaceDataset",
     "PictureSetDataset",
+    "RecordDataset",
     "RequestLogDataset",
     "StrategyRunDataset",
     "Workspace",

@@ -55,5 +55,6 @@ class ArrayBundleDataset(FileDataset[dict[str, np.ndarray], ArrayBundle]):
         if not isinstance(data, dict) or not data:
             raise DatasetError("ArrayBundleDataset saves a non-empty dict of NumPy arrays")
         buffer = io.BytesIO()
-        np.savez(buffer, **{name: np.asarray(array) for name, array in data.items()})
+        arrays: dict[str, Any] = {name: np.asarray(array) for name, array in data.items()}
+        np.savez(buffer, **arrays)
         self._write(buffer.getvalue())

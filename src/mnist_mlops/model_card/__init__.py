@@ -13,6 +13,7 @@ from mnist_mlops.model_card.card import (
     MnistAccuracy,
     ModelCard,
     PictureAccuracy,
+    StatusChange,
     VersionRef,
 )
 
@@ -24,5 +25,6 @@ __all__ = [
     "MnistAccuracy",
     "ModelCard",
     "PictureAccuracy",
+    "StatusChange",
     "VersionRef",
 ]

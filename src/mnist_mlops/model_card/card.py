@@ -82,6 +82,15 @@ class Deployment(_Figures):
     photo_accuracy_by_category: dict[str, float]
 
 
+class StatusChange(_Figures):
+    """A decision taken on the version after it was registered, and why (a rollback, a rejected
+    canary), as its ``mnist.deploy_status`` tag says it."""
+
+    at: str  # UTC, "%Y-%m-%d %H:%M UTC"
+    status: str  # the tag's value before the colon: "rolled back", "rejected"
+    reason: str
+
+
 class ModelCard(_Figures):
     """One registered version's card."""
 
@@ -97,6 +106,7 @@ class ModelCard(_Figures):
     gate: Gate
     lineage: Lineage | None = None
     deployment: Deployment | None = None
+    history: list[StatusChange] = []  # oldest first
 
     def picture_names(self) -> list[str]:
         """The files the card shows, in the order it shows them."""

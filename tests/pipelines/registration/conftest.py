@@ -6,6 +6,7 @@ import pytest
 from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
 from mnist_mlops.pipelines.training.fit import fit_model
 from mnist_mlops.pipelines.training.model import build_model
+from mnist_mlops.registry.records import GateEvaluation
 from tests.conftest import NO_RECIPE_EXTRAS
 
 # The champion summary training hands to registration, for the tiny model.
@@ -43,3 +44,19 @@ def registration_params(request):
 @pytest.fixture
 def test_images(small_model_input):
     return small_model_input.load()["test_images"][:100].astype(np.float32)
+
+
+def passed_gate(test_accuracy: float) -> GateEvaluation:
+    """A gate evaluation that passed at ``test_accuracy``, with no production to compare with
+    (what registration reads of it: the accuracy it tags the version with)."""
+    return GateEvaluation(
+        test_accuracy=test_accuracy,
+        per_class={},
+        production_version=None,
+        production_test_accuracy=None,
+        photo_images=0,
+        photo_accuracy=0.0,
+        photo_accuracy_by_category={},
+        confusion_matrix=[],
+        misread=[],
+    )

@@ -22,6 +22,7 @@ from mnist_mlops.pipelines.registration.nodes import (
     register_in_sandbox,
 )
 from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
+from mnist_mlops.registry.records import DeployValidation
 from tests.conftest import REAL_PICTURES, workspace
 from tests.model_card.test_render import SECTIONS
 from tests.pipelines.registration.conftest import CHAMPION
@@ -89,22 +90,22 @@ def carded(servers, tiny_model, small_model_input, tmp_path_factory):
         card, card_pictures, sandbox_version, pushed, sandbox, production
     )
     versions = {
-        "sandbox": (sandbox, sandbox_version["version"]),
-        "production": (production, pushed["version"]),
+        "sandbox": (sandbox, sandbox_version.version),
+        "production": (production, pushed.version),
     }
     registered = {place: description(*where) for place, where in versions.items()}
 
     # Deploy's figures twice (validate_version's output, tested in tests/pipelines/deploy): the
     # second stage_version replaces the first one's section.
     for photo_accuracy in (0.25, 0.375):
-        params = deployment(version=int(pushed["version"]))
-        staged = select_version(production, params)
-        validation = {
-            "test_accuracy": 0.5,
-            "photo_accuracy": photo_accuracy,
-            "photo_accuracy_by_category": {"plot": photo_accuracy},
-        }
-        stage_version(staged, validation, production, params)
+        params = deployment(version=int(pushed.version))
+        validation = DeployValidation(
+            test_accuracy=0.5,
+            photo_accuracy=photo_accuracy,
+            photo_accuracy_by_category={"plot": photo_accuracy},
+        )
+        selected = select_version(production, params)
+        stage_version(selected.model_copy(update={"validation": validation}), production, params)
     # Registering the same version again keeps its card, deploy's section included.
     publish_model_card(card, card_pictures, sandbox_version, pushed, sandbox, production)
     folder = tmp_path_factory.mktemp("card")

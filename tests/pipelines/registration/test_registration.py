@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
-from kedro_datasets.json import JSONDataset
 from mlflow.exceptions import MlflowException
 
-from mnist_mlops.datasets import PictureSetDataset
+from mnist_mlops.datasets import PictureSetDataset, RecordDataset
 from mnist_mlops.pipelines.registration import create_pipeline, nodes
 from mnist_mlops.pipelines.registration.nodes import (
     GateError,
@@ -24,7 +23,7 @@ from mnist_mlops.registry import FINGERPRINT_TAG, LINEAGE_TAG, TEST_ACCURACY_TAG
 from mnist_mlops.serving import preprocessing, pyfunc
 from mnist_mlops.workspaces import WorkspaceError
 from tests.conftest import REAL_PICTURES, workspace
-from tests.pipelines.registration.conftest import CHAMPION
+from tests.pipelines.registration.conftest import CHAMPION, passed_gate
 
 DATA_REPORT = {"sha256": {"test_images": "ab" * 32}, "splits": {"test": {"images": 1000}}}
 
@@ -80,18 +79,18 @@ def test_push_copies_a_working_model_with_lineage(
 
     name = registration_params.model_name
     with production.session() as client:
-        version = client.get_model_version(name, pushed["version"])
+        version = client.get_model_version(name, pushed.version)
         assert (
             version.tags[LINEAGE_TAG]
-            == f"{servers['sandbox'].uri}#{name}/{sandbox_version['version']}"
+            == f"{servers['sandbox'].uri}#{name}/{sandbox_version.version}"
         )
-        assert version.tags["mnist.source_version"] == sandbox_version["version"]
+        assert version.tags["mnist.source_version"] == sandbox_version.version
         assert version.tags["mnist.strategy"] == "single_node"
         assert version.tags["mnist.data_sha256.test_images"] == "ab" * 32
-    served = production.load_pyfunc(f"models:/{name}/{pushed['version']}")
+    served = production.load_pyfunc(f"models:/{name}/{pushed.version}")
     production_digits = served.predict(test_images)["digit"]
     assert "Pa55word" not in repr(version)
-    sandbox_model = sandbox.load_pyfunc(f"models:/{name}/{sandbox_version['version']}")
+    sandbox_model = sandbox.load_pyfunc(f"models:/{name}/{sandbox_version.version}")
     np.testing.assert_array_equal(sandbox_model.predict(test_images)["digit"], production_digits)
     expected = tiny_model.predict(test_images, verbose=0).argmax(axis=1)
     np.testing.assert_array_equal(production_digits, expected)
@@ -99,7 +98,7 @@ def test_push_copies_a_working_model_with_lineage(
     # Re-running the push for the same sandbox version creates nothing new.
     count = len(_production_versions(servers, name))
     again = push_to_production(sandbox_version, sandbox, production, registration_params)
-    assert again == {**pushed, "already_pushed": True}
+    assert again == pushed.model_copy(update={"already_pushed": True})
     assert len(_production_versions(servers, name)) == count
 
 
@@ -118,7 +117,7 @@ def test_wrong_password_fails_clearly_and_registers_nothing(
     assert "guess-me-42" not in str(error.value) and "Pa55word" not in str(error.value)
     assert len(_production_versions(servers, registration_params.model_name)) == before
     with workspace(servers["sandbox"], "sandbox").session() as client:
-        version = client.get_model_version(sandbox_version["name"], sandbox_version["version"])
+        version = client.get_model_version(sandbox_version.name, sandbox_version.version)
         assert version.status == "READY"
 
 
@@ -138,7 +137,7 @@ def test_production_down_then_back(
         servers["production"].start()
     pushed = push_to_production(sandbox_version, sandbox, production, registration_params)
     assert any(
-        v.version == pushed["version"]
+        v.version == pushed.version
         for v in _production_versions(servers, registration_params.model_name)
     )
 
@@ -186,7 +185,7 @@ def test_upload_failing_half_way_leaves_no_version_and_next_run_completes(
     assert failed
 
     pushed = push_to_production(sandbox_version, sandbox, production, registration_params)
-    assert pushed["version"] not in before
+    assert pushed.version not in before
 
 
 def test_gate_failure_registers_nothing_anywhere(
@@ -211,16 +210,16 @@ def test_gate_refuses_a_regression_against_production(
         sandbox_version, workspace(servers["sandbox"], "sandbox"), production, registration_params
     )
     with production.session() as client:
-        client.set_model_version_tag(pushed["name"], pushed["version"], TEST_ACCURACY_TAG, "0.9990")
-        client.set_registered_model_alias(pushed["name"], "production", pushed["version"])
+        client.set_model_version_tag(pushed.name, pushed.version, TEST_ACCURACY_TAG, "0.9990")
+        client.set_registered_model_alias(pushed.name, "production", pushed.version)
     try:
         with pytest.raises(
-            GateError, match=rf"below production version {pushed['version']} \(0.9990\)"
+            GateError, match=rf"below production version {pushed.version} \(0.9990\)"
         ):
             _register(servers, tiny_model, small_model_input, registration_params)
     finally:
         with production.session() as client:
-            client.delete_registered_model_alias(pushed["name"], "production")
+            client.delete_registered_model_alias(pushed.name, "production")
 
 
 def _run_registration(servers, tiny_model, small_model_input, params, folder):
@@ -239,8 +238,11 @@ def _run_registration(servers, tiny_model, small_model_input, params, folder):
         {name: MemoryDataset(value, copy_mode="assign") for name, value in inputs.items()}
         | {"real_pictures": PictureSetDataset(filepath=str(REAL_PICTURES))}
         | {
-            output: JSONDataset(filepath=str(folder / f"{output}.json"))
-            for output in ("sandbox_model_version", "production_model_version")
+            output: RecordDataset(filepath=str(folder / f"{output}.json"), record=record)
+            for output, record in (
+                ("sandbox_model_version", "mnist_mlops.registry.records.SandboxVersion"),
+                ("production_model_version", "mnist_mlops.registry.records.PushedVersion"),
+            )
         }
     )
     with mlflow.start_run():
@@ -255,7 +257,7 @@ def test_rerunning_registration_on_the_same_model_adds_no_version_and_names_it(
     sandbox, production = _run_registration(
         servers, tiny_model, small_model_input, registration_params, tmp_path
     )
-    assert not sandbox["already_registered"] and not production["already_pushed"]
+    assert not sandbox.already_registered and not production.already_pushed
 
     with caplog.at_level(logging.INFO, logger=nodes.__name__):
         again = _run_registration(
@@ -263,31 +265,29 @@ def test_rerunning_registration_on_the_same_model_adds_no_version_and_names_it(
         )
 
     assert again == (
-        {**sandbox, "already_registered": True},
-        {**production, "already_pushed": True},
+        sandbox.model_copy(update={"already_registered": True}),
+        production.model_copy(update={"already_pushed": True}),
     )
     assert len(_versions(servers, "sandbox", name)) == 1
     assert len(_production_versions(servers, name)) == 1
-    assert f"{name} is already sandbox version {sandbox['version']} (fingerprint" in caplog.text
+    assert f"{name} is already sandbox version {sandbox.version} (fingerprint" in caplog.text
     assert (
-        f"{name} is already sandbox version {sandbox['version']} and production version "
-        f"{production['version']}: nothing pushed"
+        f"{name} is already sandbox version {sandbox.version} and production version "
+        f"{production.version}: nothing pushed"
     ) in caplog.text
-    assert f"{name} version {production['version']} in production already has its card" in (
+    assert f"{name} version {production.version} in production already has its card" in (
         caplog.text
     )
     with workspace(servers["production"], "production").session() as client:
-        pushed = client.get_model_version(name, production["version"])
-    assert pushed.tags[FINGERPRINT_TAG] == sandbox["tags"][FINGERPRINT_TAG]
+        pushed = client.get_model_version(name, production.version)
+    assert pushed.tags[FINGERPRINT_TAG] == sandbox.tags[FINGERPRINT_TAG]
 
 
 def _log_and_register(servers, model, params):
     """The candidate logged and registered in the sandbox, the gate taken as passed."""
     candidate = log_candidate(model, {"strategy": "single_node", "run_id": "strategy-run"})
     sandbox = workspace(servers["sandbox"], "sandbox")
-    return candidate, register_in_sandbox(
-        candidate, {"test_accuracy": 0.5}, DATA_REPORT, sandbox, params
-    )
+    return candidate, register_in_sandbox(candidate, passed_gate(0.5), DATA_REPORT, sandbox, params)
 
 
 def test_the_same_weights_with_changed_preprocessing_are_a_new_version(
@@ -302,9 +302,9 @@ def test_the_same_weights_with_changed_preprocessing_are_a_new_version(
 
     changed, second = _log_and_register(servers, tiny_model, registration_params)
 
-    assert changed["fingerprint"] != candidate["fingerprint"]
-    assert not second["already_registered"] and second["version"] != first["version"]
-    assert second["tags"][FINGERPRINT_TAG] == changed["fingerprint"]
+    assert changed.fingerprint != candidate.fingerprint
+    assert not second.already_registered and second.version != first.version
+    assert second.tags[FINGERPRINT_TAG] == changed.fingerprint
     assert len(_versions(servers, "sandbox", registration_params.model_name)) == 2
 
 
@@ -322,7 +322,7 @@ def test_a_registration_failing_after_creating_its_version_leaves_none(
 
     def register():
         return register_in_sandbox(
-            candidate, {"test_accuracy": 0.5}, DATA_REPORT, sandbox, registration_params
+            candidate, passed_gate(0.5), DATA_REPORT, sandbox, registration_params
         )
 
     with monkeypatch.context() as patch:
@@ -332,5 +332,5 @@ def test_a_registration_failing_after_creating_its_version_leaves_none(
     assert _versions(servers, "sandbox", name) == []
 
     registered = register()
-    assert not registered["already_registered"]
-    assert [v.version for v in _versions(servers, "sandbox", name)] == [registered["version"]]
+    assert not registered.already_registered
+    assert [v.version for v in _versions(servers, "sandbox", name)] == [registered.version]

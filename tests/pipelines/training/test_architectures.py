@@ -113,3 +113,15 @@ def test_the_sandbox_compares_both_architectures_the_default_run_one(env, expect
     training = loader["parameters"]["training"]
     assert training["architectures"] == expected
     assert training["architecture"] == "vgg_cnn"  # the other strategies: the champion's
+
+
+def test_a_run_too_short_to_time_compares_without_a_speedup():
+    """A tiny run whose steps all fit in the first execution measures 0 images/s: the table
+    leaves the speed-up empty instead of dividing by it."""
+    metrics = dict.fromkeys(
+        ("validation_accuracy", "test_accuracy", "test_loss", "wall_time_s", "startup_s"), 0.5
+    ) | dict.fromkeys(("train_s", "validation_s", "teardown_s", "images_per_s"), 0.0)
+    params = {"workers": 1, "device": "CPU"}
+    untimed = TrainingResult("single_node", "vgg_cnn", None, {}, metrics, params)
+    comparison = compare_strategies(untimed, *SKIPPED[1:])
+    assert comparison["speedup_vs_single_node"].isna().all()

@@ -10,10 +10,10 @@ import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
 
 from mnist_mlops.model_card import Deployment
 from mnist_mlops.model_card.store import add_deployment
@@ -24,112 +24,144 @@ from mnist_mlops.registry import (
     CANARY_SINCE_TAG,
     LINEAGE_TAG,
     PROMOTED_AT_TAG,
+    STATUS_TAG,
+    now_utc,
+    refused,
+    roll_back,
+    tag_status,
     version_with_alias,
+)
+from mnist_mlops.registry.outcomes import NoSuchVersion, Rejected
+from mnist_mlops.registry.records import (
+    DeployCandidate,
+    DeploymentReport,
+    DeployValidation,
+    InfraReport,
+    PushedVersion,
+    version_string,
 )
 from mnist_mlops.serving.process import ScoringProcess, ServerNotReady
 from mnist_mlops.workspaces import Workspace
 
 logger = logging.getLogger(__name__)
 
-STATUS_TAG = "mnist.deploy_status"
+
+class DeploymentError(Rejected):
+    """The candidate was rejected: ``production`` is where it was."""
 
 
-class DeploymentError(RuntimeError):
-    """The candidate was not promoted; ``production`` is where it was."""
-
-
-def select_version(production: Workspace, deployment: DeploymentParameters) -> dict[str, Any]:
+def select_version(production: Workspace, deployment: DeploymentParameters) -> DeployCandidate:
     """Pick ``deployment.version``, or the newest pushed version not yet deployed.
 
-    The result's ``action`` tells the next nodes what to do: ``deploy`` it; ``rollback`` (with
-    ``deployment.rollback`` true ``production`` was moved back to ``previous-production``) or
-    ``skip`` (``deployment.enabled`` false, as in the sandbox environment): they stand aside.
+    The result's ``action`` tells the next nodes what to do: ``deploy`` it; or stand aside:
+    ``rollback`` (with ``deployment.rollback`` true, ``production`` was moved back to
+    ``previous-production``), ``skip`` (``deployment.enabled`` false, as in the sandbox
+    environment), ``nothing`` (nothing new to deploy, ``reason`` says why).
     """
     return _select(production, deployment, pushed_version=None)
 
 
 def select_pushed_version(
-    pushed: dict[str, Any], production: Workspace, deployment: DeploymentParameters
-) -> dict[str, Any]:
-    """As :func:`select_version`, but deploy the version registration just pushed."""
-    return _select(production, deployment, pushed_version=str(pushed["version"]))
+    pushed: PushedVersion, production: Workspace, deployment: DeploymentParameters
+) -> DeployCandidate:
+    """As :func:`select_version`, but deploy the version registration just pushed, unless it is
+    already in production, or was rejected or rolled back (then only ``deployment.version``
+    deploys it again)."""
+    return _select(production, deployment, pushed_version=pushed.version)
 
 
 def _select(
     production: Workspace, deployment: DeploymentParameters, pushed_version: str | None
-) -> dict[str, Any]:
+) -> DeployCandidate:
     name = deployment.model_name
     if not deployment.enabled:
-        logger.info("deployment.enabled is false in this environment: nothing deployed")
-        return {"name": name, "action": "skip"}
+        reason = "deployment.enabled is false in this environment"
+        logger.info("Nothing deployed: %s", reason)
+        return DeployCandidate(name=name, action="skip", reason=reason)
     if deployment.rollback:
-        return _rollback(production, name)
-    wanted = deployment.version or pushed_version
+        moved = roll_back(production, name, "deployment.rollback=true")
+        return DeployCandidate(name=name, action="rollback", version=moved.restored)
     with production.session() as client:
         versions = client.search_model_versions(f"name = '{name}'")
-    if wanted:
-        chosen = [v for v in versions if str(v.version) == str(wanted)]
-        if not chosen:
-            raise DeploymentError(f"{name} has no version {wanted} in production")
-    else:
-        chosen = [v for v in versions if LINEAGE_TAG in v.tags and STATUS_TAG not in v.tags]
-        if not chosen:
-            raise DeploymentError(
-                f"No pushed version of {name} is waiting to be deployed: run registration "
-                "first, or name one with deployment.version"
-            )
-    version = max(chosen, key=lambda v: int(v.version))
-    logger.info("Deploying %s version %s", name, version.version)
-    return {
-        "name": name,
-        "action": "deploy",
-        "version": str(version.version),
-        "tags": dict(version.tags),
-    }
-
-
-def _rollback(production: Workspace, name: str) -> dict[str, Any]:
-    previous = version_with_alias(production, name, "previous-production")
     current = version_with_alias(production, name, "production")
-    if previous is None:
-        raise DeploymentError(f"{name} has no previous-production version to roll back to")
-    with production.session() as client:
-        client.set_registered_model_alias(name, "production", previous.version)
-        if current is not None:
-            client.set_registered_model_alias(name, "previous-production", current.version)
-    logger.info(
-        "Rolled back %s: production is version %s again (was %s)",
-        name,
-        previous.version,
-        current.version if current else None,
+    in_production = version_string(current.version) if current is not None else None
+    chosen, reason = _choose(name, versions, deployment.version, pushed_version, in_production)
+    if chosen is None:
+        logger.info("%s", reason)
+        return DeployCandidate(name=name, action="nothing", version=in_production, reason=reason)
+    logger.info("Deploying %s version %s", name, chosen.version)
+    return DeployCandidate(
+        name=name, action="deploy", version=chosen.version, tags=dict(chosen.tags)
     )
-    return {"name": name, "action": "rollback", "version": str(previous.version)}
 
 
-def _reject(production: Workspace, candidate: dict[str, Any], reason: str) -> DeploymentError:
-    with production.session() as client:
-        client.set_model_version_tag(
-            candidate["name"], candidate["version"], STATUS_TAG, f"rejected: {reason}"[:500]
-        )
+def _choose(
+    name: str,
+    versions: list[ModelVersion],
+    named: int | None,
+    pushed: str | None,
+    in_production: str | None,
+) -> tuple[ModelVersion | None, str]:
+    """The version to deploy, or None and why there is nothing to deploy."""
+    by_number = {version_string(v.version): v for v in versions}
+    if named is not None:
+        chosen = by_number.get(version_string(named))
+        if chosen is None:
+            raise NoSuchVersion(f"{name} has no version {named} in production")
+    elif pushed is not None:
+        chosen = by_number[pushed]
+        if refused(chosen):
+            return None, (
+                f"{name} version {pushed} is not deployed again ({chosen.tags[STATUS_TAG]}); "
+                f"name it with deployment.version={pushed} to deploy it anyway"
+            )
+    else:
+        pushed_ones = [v for v in versions if LINEAGE_TAG in v.tags]
+        waiting = [v for v in pushed_ones if STATUS_TAG not in v.tags]
+        if not waiting:
+            return None, _nothing_waiting(name, pushed_ones, in_production)
+        chosen = max(waiting, key=lambda v: int(v.version))
+    if version_string(chosen.version) == in_production:
+        return None, f"{name} version {in_production} is already in production: nothing to deploy"
+    return chosen, ""
+
+
+def _nothing_waiting(name: str, pushed: list[ModelVersion], in_production: str | None) -> str:
+    """Why no pushed version waits to be deployed."""
+    if not pushed:
+        return f"No version of {name} has been pushed to production yet: run registration first"
+    newest = max(pushed, key=lambda v: int(v.version))
+    if version_string(newest.version) == in_production:
+        return f"{name} version {in_production} is already in production: nothing to deploy"
+    return (
+        f"No pushed version of {name} is waiting to be deployed (the newest, version "
+        f"{newest.version}, is {newest.tags[STATUS_TAG]!r}); production is version "
+        f"{in_production}. Name one with deployment.version to deploy it."
+    )
+
+
+def _reject(production: Workspace, candidate: DeployCandidate, reason: str) -> DeploymentError:
+    """Tag the version rejected (the first line of the reason in its card) and say so."""
+    first_line = reason.splitlines()[0]
+    tag_status(production, candidate.name, candidate.chosen, "rejected", first_line)
     return DeploymentError(
-        f"{candidate['name']} version {candidate['version']} rejected, production unchanged: "
-        f"{reason}"
+        f"{candidate.name} version {candidate.chosen} rejected, production unchanged: {reason}"
     )
 
 
 def validate_version(
-    candidate: dict[str, Any],
+    candidate: DeployCandidate,
     test_images: np.ndarray,
     test_labels: np.ndarray,
     pictures: pd.DataFrame,
     production: Workspace,
     deployment: DeploymentParameters,
-) -> dict[str, Any]:
+) -> DeployCandidate:
     """Load the version from the production registry and check it on MNIST and on the
     real-picture set (``deployment.min_photo_accuracy`` applies to the whole set)."""
-    if candidate["action"] != "deploy":
-        return {}
-    model = production.load_pyfunc(f"models:/{candidate['name']}/{candidate['version']}")
+    if candidate.action != "deploy":
+        return candidate
+    model = production.load_pyfunc(f"models:/{candidate.name}/{candidate.version}")
     digits = model.predict(test_images.astype(np.float32))["digit"].to_numpy()
     test_accuracy = float((digits == test_labels).mean())
     photo_accuracy, by_category = picture_accuracy(model, pictures, deployment.picture_batch_size)
@@ -146,29 +178,27 @@ def validate_version(
     ]
     if failures:
         raise _reject(production, candidate, "; ".join(failures))
-    return {
-        "test_accuracy": test_accuracy,
-        "photo_accuracy": photo_accuracy,
-        "photo_accuracy_by_category": by_category,
-    }
+    validation = DeployValidation(
+        test_accuracy=test_accuracy,
+        photo_accuracy=photo_accuracy,
+        photo_accuracy_by_category=by_category,
+    )
+    return candidate.model_copy(update={"validation": validation})
 
 
 def stage_version(
-    candidate: dict[str, Any],
-    validation: dict[str, Any],
-    production: Workspace,
-    deployment: DeploymentParameters,
-) -> dict[str, Any]:
+    candidate: DeployCandidate, production: Workspace, deployment: DeploymentParameters
+) -> DeployCandidate:
     """Add the validation figures to the version's model card and description (registration's
     sections stay; a second deploy replaces this section), then give it the alias staging."""
-    if candidate["action"] != "deploy":
+    if candidate.action != "deploy" or candidate.validation is None:
         return candidate
-    name, version = candidate["name"], candidate["version"]
+    name, version = candidate.name, candidate.chosen
     section = Deployment(
-        validated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        validated_at=now_utc(),
         min_test_accuracy=deployment.min_test_accuracy,
         min_photo_accuracy=deployment.min_photo_accuracy,
-        **validation,
+        **candidate.validation.model_dump(),
     )
     add_deployment(production, name, version, section)
     with production.session() as client:
@@ -179,7 +209,7 @@ def stage_version(
         )
         client.set_registered_model_alias(name, "staging", version)
     logger.info("%s version %s described and staged", name, version)
-    return {**candidate, **validation}
+    return candidate
 
 
 def _request(url: str, body: bytes, token: str | None) -> tuple[int, float, bytes]:
@@ -274,12 +304,12 @@ def _staging_server(
 
 
 def infra_validate(
-    staged: dict[str, Any],
+    staged: DeployCandidate,
     test_images: np.ndarray,
     pictures: pd.DataFrame,
     production: Workspace,
     deployment: DeploymentParameters,
-) -> dict[str, Any]:
+) -> DeployCandidate:
     """Serve ``models:/<name>@staging`` in a real scoring server and put it through requests.
 
     Valid requests (an array batch, the real-picture set in batches) must answer 200 with one
@@ -291,12 +321,12 @@ def infra_validate(
     (:meth:`~mnist_mlops.workspaces.Workspace.subprocess_env`): none of this process's
     credentials, which in the whole flow include the sandbox's, reach it.
     """
-    if staged["action"] != "deploy":
-        return {}
+    if staged.action != "deploy":
+        return staged
     token = secrets.token_urlsafe(16)
     requests = _infra_requests(test_images, pictures, deployment.picture_batch_size)
     repeats = deployment.infra_requests
-    server = _staging_server(staged["name"], production, token, deployment.server_ready_timeout_s)
+    server = _staging_server(staged.name, production, token, deployment.server_ready_timeout_s)
     try:
         with server:
             problems, latencies = _exercise(server, token, requests, repeats)
@@ -312,66 +342,64 @@ def infra_validate(
         )
     report = _latency_report(server.ready_after_s, latencies)
     logger.info("Infra-validation passed: %s", report)
-    return report
+    return staged.model_copy(update={"infra": report})
 
 
-def _latency_report(ready_after_s: float, latencies: list[float]) -> dict[str, Any]:
+def _latency_report(ready_after_s: float, latencies: list[float]) -> InfraReport:
     """How soon the server was ready and how fast it answered (milliseconds)."""
-    return {
-        "ready_after_s": round(ready_after_s, 2),
-        "requests": len(latencies),
-        "latency_p50_ms": round(statistics.median(latencies), 2),
-        "latency_max_ms": round(max(latencies), 2),
-    }
+    return InfraReport(
+        ready_after_s=round(ready_after_s, 2),
+        requests=len(latencies),
+        latency_p50_ms=round(statistics.median(latencies), 2),
+        latency_max_ms=round(max(latencies), 2),
+    )
 
 
 def promote(
-    staged: dict[str, Any],
-    infra_report: dict[str, Any],
-    production: Workspace,
-    deployment: DeploymentParameters,
-) -> dict[str, Any]:
+    candidate: DeployCandidate, production: Workspace, deployment: DeploymentParameters
+) -> DeploymentReport:
     """Move ``production`` to the infra-validated version, keeping ``previous-production``
     (with ``deployment.mode`` canary and a version in production: alias it canary instead)."""
-    if staged["action"] != "deploy":
-        return {key: staged[key] for key in ("name", "action", "version") if key in staged}
-    name, version = staged["name"], staged["version"]
+    name = candidate.name
+    if candidate.action != "deploy":
+        return DeploymentReport(
+            name=name,
+            action=candidate.action,
+            production=candidate.version,
+            reason=candidate.reason,
+        )
+    version = candidate.chosen
     current = version_with_alias(production, name, "production")
-    if deployment.mode == "canary" and current is not None and str(current.version) != version:
-        return to_canary(staged, infra_report, production, str(current.version))
+    previous = version_string(current.version) if current is not None else None
+    if deployment.mode == "canary" and previous is not None and previous != version:
+        return to_canary(candidate, production, previous)
     with production.session() as client:
-        if current is not None and str(current.version) != version:
-            client.set_registered_model_alias(name, "previous-production", current.version)
+        if previous is not None and previous != version:
+            client.set_registered_model_alias(name, "previous-production", previous)
         client.set_registered_model_alias(name, "production", version)
         client.set_model_version_tag(name, version, STATUS_TAG, "production")
-        # monitoring.rollback_window_h counts from here (auto rollback)
-        client.set_model_version_tag(name, version, PROMOTED_AT_TAG, datetime.now(UTC).isoformat())
+        # monitoring.rollback_window_h counts from here (automatic rollback)
+        client.set_model_version_tag(name, version, PROMOTED_AT_TAG, _utc_iso())
     logger.info("%s version %s is in production", name, version)
-    return {
-        "name": name,
-        "action": "deploy",
-        "production": version,
-        "previous_production": str(current.version) if current else None,
-        "test_accuracy": staged["test_accuracy"],
-        "photo_accuracy": staged["photo_accuracy"],
-        "photo_accuracy_by_category": staged["photo_accuracy_by_category"],
-        **infra_report,
-    }
+    return DeploymentReport(
+        name=name,
+        action="deploy",
+        production=version,
+        previous_production=previous if previous != version else None,
+        validation=candidate.validation,
+        infra=candidate.infra,
+    )
 
 
 # deployment.mode=canary (rollout): the validated version becomes the challenger, not production.
-
-
-def to_canary(
-    staged: dict[str, Any], infra_report: dict[str, Any], production: Workspace, current: str
-) -> dict[str, Any]:
-    """Alias the infra-validated version ``canary`` and tag when, so that the scoring servers
-    give it live traffic and the rollout pipeline judges it from then on."""
-    name, version = staged["name"], staged["version"]
+def to_canary(candidate: DeployCandidate, production: Workspace, current: str) -> DeploymentReport:
+    """Alias the infra-validated version ``canary`` and tag since when, so that the scoring
+    servers give it live traffic and the rollout pipeline judges it from then on."""
+    name, version = candidate.name, candidate.chosen
     with production.session() as client:
         client.set_registered_model_alias(name, CANARY_ALIAS, version)
         client.set_model_version_tag(name, version, STATUS_TAG, "canary")
-        client.set_model_version_tag(name, version, CANARY_SINCE_TAG, datetime.now(UTC).isoformat())
+        client.set_model_version_tag(name, version, CANARY_SINCE_TAG, _utc_iso())
     logger.info(
         "%s version %s is the canary beside production version %s: "
         "`kedro run --pipeline rollout --env gcp` promotes or rolls it back",
@@ -379,13 +407,15 @@ def to_canary(
         version,
         current,
     )
-    return {
-        "name": name,
-        "action": "canary",
-        "canary": version,
-        "production": current,
-        "test_accuracy": staged["test_accuracy"],
-        "photo_accuracy": staged["photo_accuracy"],
-        "photo_accuracy_by_category": staged["photo_accuracy_by_category"],
-        **infra_report,
-    }
+    return DeploymentReport(
+        name=name,
+        action="canary",
+        production=current,
+        canary=version,
+        validation=candidate.validation,
+        infra=candidate.infra,
+    )
+
+
+def _utc_iso() -> str:
+    return datetime.now(UTC).isoformat()

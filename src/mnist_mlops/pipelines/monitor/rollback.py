@@ -3,8 +3,8 @@
 A production version promoted less than ``monitoring.rollback_window_h`` ago (its
 ``mnist.promoted_at`` tag) is judged on its own live figures since then; when one crosses
 ``monitoring.rollback.*`` and ``monitoring.auto_rollback`` is on, ``production`` goes back to
-``previous-production`` (deploy's rollback), the version is tagged and told why, and the report
-asks for retraining.
+``previous-production`` (the registry's rollback, as deploy's: the version is tagged and its model
+card told why), and the report asks for retraining.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mnist_mlops.pipelines.deploy.nodes import _rollback
 from mnist_mlops.pipelines.monitor.parameters import MonitoringParameters, RollbackThresholds
 from mnist_mlops.pipelines.rollout.evidence import VersionEvidence, version_evidence
-from mnist_mlops.registry import PROMOTED_AT_TAG, record_outcome, version_with_alias
+from mnist_mlops.registry import PROMOTED_AT_TAG, roll_back, version_with_alias
+from mnist_mlops.registry.records import version_string
 from mnist_mlops.workspaces import Workspace
 
 logger = logging.getLogger(__name__)
@@ -61,22 +61,22 @@ def guard_promotion(
     if since is None or datetime.now(UTC) - since > timedelta(hours=monitoring.rollback_window_h):
         why = f"no production version promoted in the last {monitoring.rollback_window_h} h"
         return {**drift_report, "rollback": {"checked": False, "why": why}}
-    version = str(current.version)
+    version = version_string(current.version)
     evidence = version_evidence(request_log, version, since)
     reasons = rollback_breaches(evidence, monitoring.rollback)
     section = {"checked": True, "version": version, "since": promoted, "reasons": reasons}
     section["evidence"] = evidence.model_dump()
     if not reasons:
         return {**drift_report, "rollback": {**section, "rolled_back": False}}
-    back_to = _roll_back(production, name, version, "; ".join(reasons))
+    back_to = _roll_back(production, name, "; ".join(reasons))
     alarms = [*drift_report["alarms"], "auto_rollback"]
     rolled = {**section, "rolled_back": True, "production": back_to}
     return {**drift_report, "retrain": True, "alarms": alarms, "rollback": rolled}
 
 
-def _roll_back(production: Workspace, name: str, version: str, reason: str) -> str:
-    """Deploy's rollback, then the version tagged and its description told why."""
-    moved = _rollback(production, name)
-    record_outcome(production, name, version, "rolled back: monitoring", "Rollback", reason)
-    logger.warning("%s version %s rolled back by monitoring: %s", name, version, reason)
-    return str(moved["version"])
+def _roll_back(production: Workspace, name: str, reason: str) -> str:
+    """Deploy's rollback: the version left is tagged ``rolled back: monitoring: <reason>`` and
+    its model card says so."""
+    moved = roll_back(production, name, f"monitoring: {reason}")
+    logger.warning("%s version %s rolled back by monitoring: %s", name, moved.replaced, reason)
+    return moved.restored

@@ -12,6 +12,8 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 
 from mnist_mlops.datasets import ArrayBundle
 from mnist_mlops.model_card import Gate, Lineage, ModelCard, PictureAccuracy, VersionRef
@@ -28,38 +30,40 @@ from mnist_mlops.registry import (
     version_with_alias,
     versions_with_fingerprint,
 )
+from mnist_mlops.registry.outcomes import Rejected
+from mnist_mlops.registry.records import Candidate, GateEvaluation, PushedVersion, SandboxVersion
 from mnist_mlops.serving.pyfunc import FINGERPRINT_KEY, log_servable_model
 from mnist_mlops.workspaces import Workspace
 
 logger = logging.getLogger(__name__)
 
 
-class GateError(RuntimeError):
+class GateError(Rejected):
     """The candidate failed a registration check: nothing was registered."""
 
 
-def log_candidate(champion_model: Any, champion: dict[str, Any]) -> dict[str, Any]:
+def log_candidate(champion_model: Any, champion: dict[str, Any]) -> Candidate:
     """Log the champion as a servable pyfunc (ONNX, preprocessing included) in the active run,
     with the fingerprint of what it serves."""
     info = log_servable_model(champion_model, name="servable_model")
     logger.info("Logged the %s champion as %s", champion["strategy"], info.model_uri)
-    return {
-        "model_uri": info.model_uri,
-        "model_id": info.model_id,
-        "run_id": info.run_id,
-        "fingerprint": info.metadata[FINGERPRINT_KEY],
-        "strategy": champion["strategy"],
-        "strategy_run_id": champion["run_id"],
-    }
+    return Candidate(
+        model_uri=info.model_uri,
+        model_id=info.model_id,
+        run_id=info.run_id,
+        fingerprint=(info.metadata or {})[FINGERPRINT_KEY],
+        strategy=champion["strategy"],
+        strategy_run_id=champion["run_id"],
+    )
 
 
 def evaluate_candidate(
-    candidate: dict[str, Any],
+    candidate: Candidate,
     model_input: ArrayBundle,
     real_pictures: pd.DataFrame,
     production: Workspace,
     registration: RegistrationParameters,
-) -> dict[str, Any]:
+) -> GateEvaluation:
     """Evaluate the logged candidate on the MNIST test set and apply the registration gate;
     measure it on the real-picture set too, for its model card (not gated: deploy gates it).
 
@@ -70,7 +74,7 @@ def evaluate_candidate(
         GateError: naming each failed check and by how much.
     """
     arrays = model_input.load()
-    model = mlflow.pyfunc.load_model(candidate["model_uri"])
+    model = mlflow.pyfunc.load_model(candidate.model_uri)
     predicted = model.predict(arrays["test_images"].astype(np.float32))["digit"].to_numpy()
     labels = arrays["test_labels"]
     accuracy, per_class = _accuracy(predicted, labels)
@@ -85,22 +89,22 @@ def evaluate_candidate(
         {"candidate_test_accuracy": accuracy, "candidate_photo_accuracy": photo_accuracy}
         | per_class
     )
-    failures = _gate_failures(accuracy, incumbent, incumbent_accuracy, registration)
+    incumbent_version = incumbent.version if incumbent is not None else None
+    failures = _gate_failures(accuracy, incumbent_version, incumbent_accuracy, registration)
     if failures:
         raise GateError("Candidate rejected, nothing registered: " + "; ".join(failures))
     logger.info("Gate passed: test accuracy %.4f", accuracy)
-    return {
-        "test_accuracy": accuracy,
-        "per_class": per_class,
-        "production_version": incumbent.version if incumbent else None,
-        "production_test_accuracy": incumbent_accuracy,
-        "photo_images": len(real_pictures),
-        "photo_accuracy": photo_accuracy,
-        "photo_accuracy_by_category": by_category,
-        # For the model card: its figures come from this pass, not from another one.
-        "confusion_matrix": confusion_matrix(labels, predicted).tolist(),
-        "misread": [[int(i), int(predicted[i])] for i in np.flatnonzero(predicted != labels)],
-    }
+    return GateEvaluation(
+        test_accuracy=accuracy,
+        per_class=per_class,
+        production_version=incumbent.version if incumbent else None,
+        production_test_accuracy=incumbent_accuracy,
+        photo_images=len(real_pictures),
+        photo_accuracy=photo_accuracy,
+        photo_accuracy_by_category=by_category,
+        confusion_matrix=confusion_matrix(labels, predicted).tolist(),
+        misread=[(int(i), int(predicted[i])) for i in np.flatnonzero(predicted != labels)],
+    )
 
 
 def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> tuple[float, dict[str, float]]:
@@ -114,7 +118,7 @@ def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> tuple[float, dict[st
 
 def _gate_failures(
     accuracy: float,
-    incumbent: Any | None,
+    incumbent_version: str | None,
     incumbent_accuracy: float | None,
     registration: RegistrationParameters,
 ) -> list[str]:
@@ -131,7 +135,7 @@ def _gate_failures(
         if regression > registration.max_regression:
             failures.append(
                 f"test accuracy {accuracy:.4f} is {regression:.4f} below production version "
-                f"{incumbent.version} ({incumbent_accuracy:.4f}), more than "
+                f"{incumbent_version} ({incumbent_accuracy:.4f}), more than "
                 f"registration.max_regression {registration.max_regression}"
             )
     return failures
@@ -145,18 +149,18 @@ def _git_commit() -> str:
 
 
 def register_in_sandbox(
-    candidate: dict[str, Any],
-    evaluation: dict[str, Any],
+    candidate: Candidate,
+    evaluation: GateEvaluation,
     data_report: dict[str, Any],
     sandbox: Workspace,
     registration: RegistrationParameters,
-) -> dict[str, Any]:
+) -> SandboxVersion:
     """Register the gated candidate in the sandbox registry, tagged with its provenance.
 
     A model already registered (a version with the candidate's fingerprint) is not registered
     again: that version is returned, with ``already_registered`` true.
     """
-    name, fingerprint = registration.model_name, candidate["fingerprint"]
+    name, fingerprint = registration.model_name, candidate.fingerprint
     with sandbox.session() as client:
         ensure_registered_model(client, name)
         ready = [
@@ -180,64 +184,66 @@ def register_in_sandbox(
 
 
 def _provenance(
-    candidate: dict[str, Any], evaluation: dict[str, Any], data_report: dict[str, Any]
+    candidate: Candidate, evaluation: GateEvaluation, data_report: dict[str, Any]
 ) -> dict[str, str]:
     """The tags of a new sandbox version: what it serves, where it came from, how it scored."""
     return {
-        FINGERPRINT_TAG: candidate["fingerprint"],
-        "mnist.strategy": candidate["strategy"],
-        "mnist.source_run": candidate["run_id"],
-        "mnist.strategy_run": candidate["strategy_run_id"] or "",
+        FINGERPRINT_TAG: candidate.fingerprint,
+        "mnist.strategy": candidate.strategy,
+        "mnist.source_run": candidate.run_id,
+        "mnist.strategy_run": candidate.strategy_run_id or "",
         "mnist.git_commit": _git_commit(),
-        TEST_ACCURACY_TAG: f"{evaluation['test_accuracy']:.6f}",
+        TEST_ACCURACY_TAG: f"{evaluation.test_accuracy:.6f}",
         **{f"mnist.data_sha256.{k}": v for k, v in data_report["sha256"].items()},
     }
 
 
-def _create_version(client: Any, name: str, candidate: dict[str, Any], tags: dict[str, str]) -> Any:
+def _create_version(
+    client: MlflowClient, name: str, candidate: Candidate, tags: dict[str, str]
+) -> ModelVersion:
     """A new READY version of the candidate; if creating or awaiting it fails, any version made
     of it is deleted (best effort) so that none is left half-registered."""
     try:
         return client.create_model_version(
             name,
-            source=candidate["model_uri"],
-            run_id=candidate["run_id"],
+            source=candidate.model_uri,
+            run_id=candidate.run_id,
             tags=tags,
-            model_id=candidate["model_id"],
+            model_id=candidate.model_id,
             await_creation_for=AWAIT_CREATION_S,
         )
     except Exception:
         # No READY version had this fingerprint: any there now is this attempt's, or a failed
         # earlier one's.
         with contextlib.suppress(Exception):
-            for version in versions_with_fingerprint(client, name, candidate["fingerprint"]):
+            for version in versions_with_fingerprint(client, name, candidate.fingerprint):
                 client.delete_model_version(name, version.version)
         raise
 
 
-def _sandbox_version(version: Any, *, already_registered: bool) -> dict[str, Any]:
-    return {
-        "name": version.name,
-        "version": version.version,
-        "run_id": version.run_id,
-        "tags": dict(version.tags),
-        "already_registered": already_registered,
-    }
+def _sandbox_version(version: ModelVersion, *, already_registered: bool) -> SandboxVersion:
+    return SandboxVersion(
+        name=version.name,
+        version=version.version,
+        run_id=version.run_id or "",
+        tags=dict(version.tags),
+        already_registered=already_registered,
+    )
 
 
 def push_to_production(
-    sandbox_version: dict[str, Any],
+    sandbox_version: SandboxVersion,
     sandbox: Workspace,
     production: Workspace,
     registration: RegistrationParameters,
-) -> dict[str, Any]:
+) -> PushedVersion:
     """Copy a sandbox model version into the production workspace's registry.
 
     Idempotent: a version already pushed (found by its lineage tag) is returned as it is. The
     production version is created only after every artifact is uploaded, so none points at a
     partial copy; a failed upload leaves a FAILED run and the next run pushes again.
     """
-    name, version = sandbox_version["name"], sandbox_version["version"]
+    name, version = sandbox_version.name, sandbox_version.version
     lineage = f"{sandbox.display_uri}#{name}/{version}"
     existing = _copy_of(production, name, lineage)
     if existing is not None:
@@ -252,7 +258,7 @@ def push_to_production(
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as download_dir:
         local_dir = sandbox.download(f"models:/{name}/{version}", download_dir)
-        tags = {**sandbox_version["tags"], **_lineage_tags(sandbox, sandbox_version, lineage)}
+        tags = {**sandbox_version.tags, **_lineage_tags(sandbox, sandbox_version, lineage)}
         pushed = _register_copy(production, local_dir, tags, registration)
     logger.info(
         "Pushed sandbox %s v%s to production v%s in %.1f s",
@@ -265,19 +271,19 @@ def push_to_production(
 
 
 def _lineage_tags(
-    sandbox: Workspace, sandbox_version: dict[str, Any], lineage: str
+    sandbox: Workspace, sandbox_version: SandboxVersion, lineage: str
 ) -> dict[str, str]:
     """The tags saying which sandbox version a production version is a copy of."""
     return {
         LINEAGE_TAG: lineage,
         "mnist.source_registry": sandbox.display_uri,
-        "mnist.source_model": sandbox_version["name"],
-        "mnist.source_version": str(sandbox_version["version"]),
-        "mnist.source_run": sandbox_version["run_id"],
+        "mnist.source_model": sandbox_version.name,
+        "mnist.source_version": sandbox_version.version,
+        "mnist.source_run": sandbox_version.run_id,
     }
 
 
-def _copy_of(production: Workspace, name: str, lineage: str) -> Any | None:
+def _copy_of(production: Workspace, name: str, lineage: str) -> ModelVersion | None:
     """The production version pushed from ``lineage`` (a sandbox version), or None."""
     with production.session() as client:
         ensure_registered_model(client, name)
@@ -292,7 +298,7 @@ def _register_copy(
     local_dir: str,
     tags: dict[str, str],
     registration: RegistrationParameters,
-) -> Any:
+) -> ModelVersion:
     """Upload the model into a new production run, then register it; a failed upload marks the
     run FAILED and registers nothing."""
     name = tags["mnist.source_model"]
@@ -321,20 +327,17 @@ def _register_copy(
     return pushed
 
 
-def _experiment_id(client: Any, workspace: Workspace, experiment: str) -> str:
+def _experiment_id(client: MlflowClient, workspace: Workspace, experiment: str) -> str:
     found = client.get_experiment_by_name(experiment)
     if found is not None:
         return found.experiment_id
     return client.create_experiment(experiment, artifact_location=workspace.artifact_location())
 
 
-def _pushed(version: Any, lineage: str, *, already_pushed: bool) -> dict[str, Any]:
-    return {
-        "name": version.name,
-        "version": version.version,
-        "lineage": lineage,
-        "already_pushed": already_pushed,
-    }
+def _pushed(version: ModelVersion, lineage: str, *, already_pushed: bool) -> PushedVersion:
+    return PushedVersion(
+        name=version.name, version=version.version, lineage=lineage, already_pushed=already_pushed
+    )
 
 
 # The champion's figures the card shows beside its hyperparameters, when training measured them.
@@ -343,7 +346,7 @@ CARD_TRAINING_METRICS = ("validation_accuracy", "test_accuracy", "images_per_s",
 
 def build_model_card(
     champion: dict[str, Any],
-    evaluation: dict[str, Any],
+    evaluation: GateEvaluation,
     data_report: dict[str, Any],
     model_input: ArrayBundle,
     registration: RegistrationParameters,
@@ -353,8 +356,8 @@ def build_model_card(
     the version."""
     arrays = model_input.load()
     mnist, pictures = mnist_accuracy(
-        np.asarray(evaluation["confusion_matrix"]),
-        evaluation["misread"],
+        np.asarray(evaluation.confusion_matrix),
+        evaluation.misread,
         (arrays["test_images"], arrays["test_labels"]),
     )
     card = ModelCard(
@@ -371,16 +374,16 @@ def build_model_card(
         data_images={split: figures["images"] for split, figures in data_report["splits"].items()},
         mnist=mnist,
         pictures=PictureAccuracy(
-            images=evaluation["photo_images"],
-            accuracy=evaluation["photo_accuracy"],
-            by_category=evaluation["photo_accuracy_by_category"],
+            images=evaluation.photo_images,
+            accuracy=evaluation.photo_accuracy,
+            by_category=evaluation.photo_accuracy_by_category,
         ),
         gate=Gate(
             decision="passed",
             min_test_accuracy=registration.min_test_accuracy,
             max_regression=registration.max_regression,
-            production_version=evaluation["production_version"],
-            production_test_accuracy=evaluation["production_test_accuracy"],
+            production_version=evaluation.production_version,
+            production_test_accuracy=evaluation.production_test_accuracy,
         ),
     )
     return card, pictures
@@ -389,8 +392,8 @@ def build_model_card(
 def publish_model_card(
     card: ModelCard,
     pictures: dict[str, bytes],
-    sandbox_version: dict[str, Any],
-    production_version: dict[str, Any],
+    sandbox_version: SandboxVersion,
+    production_version: PushedVersion,
     sandbox: Workspace,
     production: Workspace,
 ) -> dict[str, Any]:
@@ -400,18 +403,18 @@ def publish_model_card(
     A version's card is written once: registering the same model again keeps it, and with it
     deploy's section.
     """
-    name = sandbox_version["name"]
-    versions = (str(sandbox_version["version"]), str(production_version["version"]))
+    name = sandbox_version.name
+    versions = (sandbox_version.version, production_version.version)
     lineage = Lineage(
         sandbox=VersionRef(
-            registry=sandbox.display_uri, version=versions[0], run_id=sandbox_version["run_id"]
+            registry=sandbox.display_uri, version=versions[0], run_id=sandbox_version.run_id
         ),
         production=VersionRef(
             registry=production.display_uri,
             version=versions[1],
             run_id=card_store.version_run(production, name, versions[1]),
         ),
-        git_commit=sandbox_version["tags"].get("mnist.git_commit", "unknown"),
+        git_commit=sandbox_version.tags.get("mnist.git_commit", "unknown"),
     )
     card = card.model_copy(update={"lineage": lineage})
     for workspace, version in zip((sandbox, production), versions, strict=True):

@@ -13,11 +13,12 @@ from mnist_mlops.pipelines.rollout.evidence import Decision, Evidence, collect_e
 from mnist_mlops.pipelines.rollout.parameters import RolloutParameters
 from mnist_mlops.registry import (
     CANARY_SINCE_TAG,
-    DEPLOY_STATUS_TAG,
     PROMOTED_AT_TAG,
-    record_outcome,
+    STATUS_TAG,
+    tag_status,
     version_with_alias,
 )
+from mnist_mlops.registry.records import version_string
 from mnist_mlops.workspaces import Workspace
 
 logger = logging.getLogger(__name__)
@@ -44,8 +45,8 @@ def read_state(production: Workspace, rollout: RolloutParameters) -> RolloutStat
     state = RolloutState(
         name=name,
         alias=rollout.challenger_alias,
-        production=str(current.version) if current is not None else None,
-        challenger=str(challenger.version) if challenger is not None else None,
+        production=version_string(current.version) if current is not None else None,
+        challenger=version_string(challenger.version) if challenger is not None else None,
         canary_since=datetime.fromisoformat(since) if since else None,
     )
     logger.info("%s: production %s, %s %s", name, state.production, state.alias, state.challenger)
@@ -125,7 +126,7 @@ def _plan(decision: Decision, state: RolloutState) -> str:
 
 def _alias(production: Workspace, name: str, alias: str) -> str | None:
     version = version_with_alias(production, name, alias)
-    return str(version.version) if version is not None else None
+    return version_string(version.version) if version is not None else None
 
 
 def _promote(production: Workspace, state: RolloutState, decision: Decision) -> None:
@@ -137,7 +138,7 @@ def _promote(production: Workspace, state: RolloutState, decision: Decision) -> 
             client.set_registered_model_alias(name, "previous-production", state.production)
         client.set_registered_model_alias(name, "production", challenger)
         client.delete_registered_model_alias(name, state.alias)
-        client.set_model_version_tag(name, challenger, DEPLOY_STATUS_TAG, "production")
+        client.set_model_version_tag(name, challenger, STATUS_TAG, "production")
         client.set_model_version_tag(
             name, challenger, PROMOTED_AT_TAG, datetime.now(UTC).isoformat()
         )
@@ -145,12 +146,13 @@ def _promote(production: Workspace, state: RolloutState, decision: Decision) -> 
 
 
 def _roll_back(production: Workspace, state: RolloutState, decision: Decision) -> None:
-    """The canary alias removed; the version tagged and its description told why."""
+    """The canary alias removed; the version tagged and its model card told why."""
     name, challenger = state.name, str(state.challenger)
     reason = "; ".join(decision.reasons)
     with production.session() as client:
         client.delete_registered_model_alias(name, state.alias)
-    record_outcome(production, name, challenger, "rejected: rollout", "Rollout", reason)
+    # "rejected: rollout: <reason>": deploy never picks it again unless deployment.version names it
+    tag_status(production, name, challenger, "rejected", f"rollout: {reason}")
     logger.warning("%s version %s rolled back: %s", name, challenger, reason)
 
 

@@ -271,7 +271,8 @@ def compare_strategies(*results: NodeResult) -> pd.DataFrame:
             "validation_s": r.metrics["validation_s"],
             "teardown_s": r.metrics["teardown_s"],
             "images_per_s": r.metrics["images_per_s"],
-            "speedup_vs_single_node": r.metrics["images_per_s"] / baseline,
+            # A run too short to time (all its steps in the first execution) has no baseline.
+            "speedup_vs_single_node": r.metrics["images_per_s"] / baseline if baseline else np.nan,
         }
         for r in trained
     ]

@@ -1,4 +1,5 @@
-"""The rollout's evidence and decision, on request-log lines as the scoring server writes them."""
+"""The rollout's evidence and decision, on request-log lines as the scoring server writes them;
+its first node against a registry that is down."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -7,7 +8,10 @@ import yaml
 from kedro.validation import ParameterValidationError
 
 from mnist_mlops.pipelines.rollout.evidence import collect_evidence, decide, wilson
+from mnist_mlops.pipelines.rollout.nodes import read_state
 from mnist_mlops.pipelines.rollout.parameters import RolloutParameters
+from mnist_mlops.serving.process import free_port
+from mnist_mlops.workspaces import Workspace, WorkspaceError
 from tests.conftest import PROJECT_ROOT
 
 NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
@@ -103,3 +107,12 @@ def test_thresholds_out_of_range_are_refused(params, key, value):
     (values[section] if section else values)[name] = value
     with pytest.raises(ParameterValidationError, match=key.replace(".", r"\.")):
         RolloutParameters.model_validate(values)
+
+
+def test_a_registry_that_is_down_fails_the_rollout_clearly_before_anything_moves(
+    params, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    down = Workspace("production", f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(WorkspaceError, match="production"):
+        read_state(down, params)

@@ -42,6 +42,9 @@ TINY = {
     "registration.min_test_accuracy": 0.3,
 }
 DEPLOY = {
+    # conf/gcp deploys as a canary once a version is in production; this life promotes directly
+    # (the canary's own life: tests/pipelines/rollout/test_rollout.py)
+    "deployment.mode": "direct",
     "deployment.min_test_accuracy": 0.3,
     "deployment.min_photo_accuracy": 0.0,
     "deployment.infra_requests": 1,

@@ -26,8 +26,9 @@ def promoted(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = mlflow.MlflowClient(uri)
     client.create_registered_model(NAME)
+    run = client.create_run(client.create_experiment("pushed"))  # where a card would be
     for _ in range(2):
-        client.create_model_version(NAME, source=str(tmp_path))
+        client.create_model_version(NAME, source=str(tmp_path), run_id=run.info.run_id)
     client.set_registered_model_alias(NAME, "previous-production", "1")
     client.set_registered_model_alias(NAME, "production", "2")
 

@@ -100,15 +100,16 @@ def registry(registry_uri, tmp_path_factory):
     finally:
         mlflow.set_tracking_uri(previous)
     assert (model / "python_model.pkl").exists()
+    run_id = client.get_model_version(NAME, "1").run_id  # where a card would be
     for source in (
         model,
         variant(model, root / "bad", InvertedReader),
         variant(model, root / "slow", SlowReader),
     ):
-        client.create_model_version(NAME, source=str(source))
+        client.create_model_version(NAME, source=str(source), run_id=run_id)
     broken = shutil.copytree(model, root / "broken")
     (broken / "python_model.pkl").write_bytes(b"not a pickle")
-    client.create_model_version(NAME, source=str(broken))
+    client.create_model_version(NAME, source=str(broken), run_id=run_id)
     return {"uri": uri, "client": client, "workspace": Workspace("production", uri)}
 
 

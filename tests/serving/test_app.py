@@ -190,7 +190,9 @@ def test_scoring_requests_are_logged_refused_ones_too_but_not_unauthorized(scori
     while len(log.read_text().splitlines()) < logged + 4 and time.monotonic() < deadline:
         time.sleep(0.05)
     lines = log.read_text().splitlines()
-    assert len(lines) == logged + 4
+    # Earlier tests' refusals may land just after ``logged`` was read: the last four are ours,
+    # and the wrong token and the wrong path, sent between the last two, left no line.
+    assert len(lines) >= logged + 4
     photo_line, batch_line, refused, labelled = (json.loads(line) for line in lines[-4:])
     assert refused["status"] == 400 and refused["error_code"] == "BAD_REQUEST"
     assert refused["rows"] == [] and refused["model_version"] == "1"

@@ -361,7 +361,7 @@ def create_app(config: AppConfig) -> Starlette:
         # model is loaded, and connections queue for the workers that are ready.
         await scorer.follower.start()
         await scorer.challenger.start()
-        tasks = [
+        tasks: list[asyncio.Task[None]] = [
             asyncio.create_task(work)
             for work in (scorer.follower.follow(), *scorer.challenger.background())
         ]

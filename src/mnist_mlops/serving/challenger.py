@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -78,7 +78,7 @@ class Challenger:
         if self.uri is not None:
             await self.follower.start()
 
-    def background(self) -> list[Awaitable[None]]:
+    def background(self) -> list[Coroutine[Any, Any, None]]:
         """What runs while the worker serves: following the alias, and shadowing."""
         return [] if self.uri is None else [self.follower.follow(), self._shadow_loop()]
 

@@ -58,22 +58,28 @@ class PartUploader(logging.handlers.BufferingHandler):
         self.parts = 0
 
     def flush(self) -> None:
-        with self.lock:
-            if not self.buffer:
-                return
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-            path = f"{self.folder}/{stamp}-{self.name}-{self.parts:06d}.jsonl"
-            data = "".join(f"{record.getMessage()}\n" for record in self.buffer).encode()
-            try:
-                self.fs.pipe_file(path, data)
-            except Exception as exc:  # the store is away: keep the lines, try again later
-                overflow = len(self.buffer) - 10 * self.capacity
-                if overflow > 0:
-                    del self.buffer[:overflow]
-                logger.error("request log part not uploaded to %s: %r", path, exc)
-                return
-            self.parts += 1
-            self.buffer.clear()
+        self.acquire()
+        try:
+            self._upload()
+        finally:
+            self.release()
+
+    def _upload(self) -> None:
+        if not self.buffer:
+            return
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        path = f"{self.folder}/{stamp}-{self.name}-{self.parts:06d}.jsonl"
+        data = "".join(f"{record.getMessage()}\n" for record in self.buffer).encode()
+        try:
+            self.fs.pipe_file(path, data)
+        except Exception as exc:  # the store is away: keep the lines, try again later
+            overflow = len(self.buffer) - 10 * self.capacity
+            if overflow > 0:
+                del self.buffer[:overflow]
+            logger.error("request log part not uploaded to %s: %r", path, exc)
+            return
+        self.parts += 1
+        self.buffer.clear()
 
 
 class RequestLog:

@@ -30,7 +30,7 @@ from kedro.runner import SequentialRunner
 from mnist_mlops.datasets import RequestLogDataset
 from mnist_mlops.pipelines.rollout import create_pipeline
 from mnist_mlops.pipelines.rollout.evidence import Decision
-from mnist_mlops.pipelines.rollout.nodes import RolloutState, apply_decision
+from mnist_mlops.pipelines.rollout.nodes import Gathered, RolloutState, apply_decision
 from mnist_mlops.pipelines.rollout.parameters import RolloutParameters
 from mnist_mlops.serving.process import ScoringProcess, free_port
 from mnist_mlops.serving.pyfunc import MnistDigitModel
@@ -293,7 +293,7 @@ def test_aliases_moved_since_they_were_read_move_nothing(registry):
         name=NAME, alias="canary", production="1", challenger="3", canary_since=None
     )
     decision = Decision(action="promote", reasons=[], missing_requests=0)
-    _, report = apply_decision(decision, stale, None, registry["workspace"])
+    _, report = apply_decision(decision, stale, Gathered(evidence=None), registry["workspace"])
     assert not report["moved"] and "aliases moved since they were read" in report["note"]
     assert aliases(registry) == {"production": "2", "previous-production": "1"}
 

@@ -55,23 +55,35 @@ def guard_promotion(
     if not monitoring.auto_rollback:
         return {**drift_report, "rollback": {"checked": False, "why": "auto_rollback is off"}}
     name = monitoring.model_name
-    current = version_with_alias(production, name, "production")
-    promoted = current.tags.get(PROMOTED_AT_TAG) if current is not None else None
-    since = datetime.fromisoformat(promoted) if promoted else None
-    if since is None or datetime.now(UTC) - since > timedelta(hours=monitoring.rollback_window_h):
+    promoted = _recently_promoted(production, name, monitoring.rollback_window_h)
+    if promoted is None:
         why = f"no production version promoted in the last {monitoring.rollback_window_h} h"
         return {**drift_report, "rollback": {"checked": False, "why": why}}
-    version = version_string(current.version)
+    version, since = promoted
     evidence = version_evidence(request_log, version, since)
     reasons = rollback_breaches(evidence, monitoring.rollback)
-    section = {"checked": True, "version": version, "since": promoted, "reasons": reasons}
-    section["evidence"] = evidence.model_dump()
+    section = {"checked": True, "version": version, "since": since.isoformat()}
+    section |= {"reasons": reasons, "evidence": evidence.model_dump()}
     if not reasons:
         return {**drift_report, "rollback": {**section, "rolled_back": False}}
     back_to = _roll_back(production, name, "; ".join(reasons))
     alarms = [*drift_report["alarms"], "auto_rollback"]
     rolled = {**section, "rolled_back": True, "production": back_to}
     return {**drift_report, "retrain": True, "alarms": alarms, "rollback": rolled}
+
+
+def _recently_promoted(
+    production: Workspace, name: str, window_h: float
+) -> tuple[str, datetime] | None:
+    """The production version and when it was promoted, if less than ``window_h`` ago."""
+    current = version_with_alias(production, name, "production")
+    promoted = current.tags.get(PROMOTED_AT_TAG) if current is not None else None
+    if current is None or not promoted:
+        return None
+    since = datetime.fromisoformat(promoted)
+    if datetime.now(UTC) - since > timedelta(hours=window_h):
+        return None
+    return version_string(current.version), since
 
 
 def _roll_back(production: Workspace, name: str, reason: str) -> str:

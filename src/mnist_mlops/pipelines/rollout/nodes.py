@@ -53,15 +53,25 @@ def read_state(production: Workspace, rollout: RolloutParameters) -> RolloutStat
     return state
 
 
-def gather_evidence(request_log: Iterable[dict[str, Any]], state: RolloutState) -> Evidence | None:
-    """Both versions' figures since the challenger became the canary (None: no challenger)."""
+class Gathered(BaseModel):
+    """The evidence, or none when there is no challenger (Kedro saves no bare None)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    evidence: Evidence | None
+
+
+def gather_evidence(request_log: Iterable[dict[str, Any]], state: RolloutState) -> Gathered:
+    """Both versions' figures since the challenger became the canary."""
     if state.challenger is None or state.production is None:
-        return None
-    return collect_evidence(request_log, state.production, state.challenger, state.canary_since)
+        return Gathered(evidence=None)
+    evidence = collect_evidence(request_log, state.production, state.challenger, state.canary_since)
+    return Gathered(evidence=evidence)
 
 
-def decide_rollout(evidence: Evidence | None, rollout: RolloutParameters) -> Decision:
+def decide_rollout(gathered: Gathered, rollout: RolloutParameters) -> Decision:
     """Promote, roll back or wait (``none`` when there is no challenger to judge)."""
+    evidence = gathered.evidence
     if evidence is None:
         return Decision(action="none", reasons=["no challenger"], missing_requests=0)
     decision = decide(evidence, rollout)
@@ -75,7 +85,7 @@ def decide_rollout(evidence: Evidence | None, rollout: RolloutParameters) -> Dec
 
 
 def apply_decision(
-    decision: Decision, state: RolloutState, evidence: Evidence | None, production: Workspace
+    decision: Decision, state: RolloutState, gathered: Gathered, production: Workspace
 ) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
     """Move the aliases the decision calls for, if nobody moved them since they were read.
 
@@ -109,9 +119,9 @@ def apply_decision(
         "reasons": decision.reasons,
         "missing_requests": decision.missing_requests,
         "state": state.model_dump(mode="json"),
-        "evidence": _evidence_report(evidence),
+        "evidence": _evidence_report(gathered.evidence),
     }
-    return _metrics(evidence), report
+    return _metrics(gathered.evidence), report
 
 
 def _plan(decision: Decision, state: RolloutState) -> str:

@@ -48,3 +48,20 @@ def test_a_missing_log_is_a_clear_error(tmp_path):
 def window_of(images: int) -> MonitoringParameters:
     """Monitoring parameters of which ``recent_rows`` reads only the window."""
     return MonitoringParameters.model_construct(window_images=images)
+
+
+def test_a_folder_log_is_every_part_the_servers_uploaded_in_upload_order(tmp_path):
+    """Two writers (as two servers) buffer their lines and upload them as parts on close."""
+    from mnist_mlops.serving.request_log import RequestLog
+
+    folder = f"{tmp_path}/requests/"
+    first, second = (RequestLog(folder, 1, 1, flush_s=60) for _ in range(2))
+    first.write(json.loads(request(0)))
+    first.close()  # SIGTERM: what is buffered is uploaded
+    second.write(json.loads(request(1)))
+    second.write(json.loads(request(2)))
+    second.close()
+    parts = sorted(path.name for path in (tmp_path / "requests").iterdir())
+    assert len(parts) == 2 and all(part.endswith(".jsonl") for part in parts)
+    records = RequestLogDataset(filepath=folder).load()
+    assert [r["time"] for r in records] == ["t0", "t1", "t2"]

@@ -9,8 +9,8 @@ Two forms, chosen by the path:
   ``gs://mnist-logs/requests/``): object stores cannot append, so each worker buffers its lines
   (logging's ``BufferingHandler``) and uploads them as a new part every ``flush_s`` seconds, when
   the buffer is full, and at shutdown (SIGTERM). Parts are named
-  ``<UTC time>-<host>-<pid>-<n>.jsonl``: any number of servers write side by side, and reading
-  the parts in name order reads them in upload order.
+  ``<UTC time>-<host>-<pid>-<tag>-<n>.jsonl``: any number of servers write side by side, and
+  reading the parts in name order reads them in upload order.
 
 Requests hand their line to a queue; one thread per worker does the writes, so the event loop
 never waits on the disk or the network.
@@ -22,6 +22,7 @@ import logging
 import logging.handlers
 import os
 import queue
+import secrets
 import socket
 import threading
 from datetime import UTC, datetime
@@ -54,7 +55,8 @@ class PartUploader(logging.handlers.BufferingHandler):
         self.fs, root = fsspec.core.url_to_fs(folder)
         self.folder = root.rstrip("/")
         self.fs.makedirs(self.folder, exist_ok=True)
-        self.name = f"{socket.gethostname()}-{os.getpid()}"
+        # The host and process, and a random tag for a process that opens the log twice.
+        self.name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.parts = 0
 
     def flush(self) -> None:

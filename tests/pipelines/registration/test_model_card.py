@@ -37,6 +37,7 @@ def deployment(**changes) -> DeploymentParameters:
         "enabled": True,
         "version": None,
         "rollback": False,
+        "mode": "direct",
         "min_test_accuracy": 0.3,  # the tiny model reads about half the digits
         "min_photo_accuracy": 0.2,
         "picture_batch_size": 32,

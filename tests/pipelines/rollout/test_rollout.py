@@ -254,7 +254,7 @@ def test_a_good_challenger_is_promoted_and_no_client_request_fails(registry, ser
     assert aliases(registry) == {"production": "2", "previous-production": "1"}
     tags = registry["client"].get_model_version(NAME, "2").tags
     assert tags["mnist.deploy_status"] == "production" and "mnist.promoted_at" in tags
-    writers = {part.name.split("-")[2] for part in servers["log"].glob("*.jsonl")}
+    writers = {part.name.rsplit("-", 3)[1] for part in servers["log"].glob("*.jsonl")}
     assert len(writers) == 2, writers  # the parts of both servers (their pids) were read
 
 

@@ -16,7 +16,7 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -361,12 +361,8 @@ def create_app(config: AppConfig) -> Starlette:
         # model is loaded, and connections queue for the workers that are ready.
         await scorer.follower.start()
         await scorer.challenger.start()
-        tasks: list[asyncio.Task[None]] = [
-            asyncio.create_task(work)
-            for work in (scorer.follower.follow(), *scorer.challenger.background())
-        ]
-        for task in tasks:
-            task.add_done_callback(_log_failure)
+        tasks = [_logged_task(scorer.follower.follow())]
+        tasks += [_logged_task(work) for work in scorer.challenger.background()]
         yield
         for task in tasks:
             task.cancel()
@@ -438,6 +434,13 @@ def _with_version(message: dict[str, Any], production: LoadedModel | None) -> di
         **message,
         "headers": [*headers, (VERSION_HEADER.encode(), production.version.encode())],
     }
+
+
+def _logged_task(work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """A background task whose failure is logged (a follower or the shadow stopping)."""
+    task = asyncio.create_task(work)
+    task.add_done_callback(_log_failure)
+    return task
 
 
 def _log_failure(task: asyncio.Task) -> None:

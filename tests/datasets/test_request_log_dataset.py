@@ -1,6 +1,7 @@
 """RequestLogDataset: the current and rotated request logs, read lazily and in order."""
 
 import json
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -9,6 +10,8 @@ from kedro.io.core import DatasetError
 from mnist_mlops.datasets import RequestLogDataset
 from mnist_mlops.pipelines.monitor.nodes import recent_rows
 from mnist_mlops.pipelines.monitor.parameters import MonitoringParameters
+from mnist_mlops.serving.process import free_port
+from mnist_mlops.workspaces.stores import GcsStore
 
 
 def request(number: int, status: int = 200) -> str:
@@ -65,3 +68,24 @@ def test_a_folder_log_is_every_part_the_servers_uploaded_in_upload_order(tmp_pat
     assert len(parts) == 2 and all(part.endswith(".jsonl") for part in parts)
     records = RequestLogDataset(filepath=folder).load()
     assert [r["time"] for r in records] == ["t0", "t1", "t2"]
+
+
+@pytest.mark.skipif(not GcsStore.binary(), reason="needs fake-gcs-server (uv sync)")
+def test_servers_write_their_parts_to_an_object_store_and_the_log_reads_them_all(
+    tmp_path, monkeypatch
+):
+    """The GCS emulator of ``kedro workspaces up``, written by two writers and read back."""
+    from mnist_mlops.serving.request_log import RequestLog
+
+    store = GcsStore(tmp_path, free_port())
+    store.start(("mnist-logs",), dict(os.environ))
+    try:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", store.url)
+        for number in range(2):
+            log = RequestLog("gs://mnist-logs/requests/", 1, 1, flush_s=60)
+            log.write(json.loads(request(number)))
+            log.close()
+        records = RequestLogDataset(filepath="gs://mnist-logs/requests/").load()
+        assert [r["time"] for r in records] == ["t0", "t1"]
+    finally:
+        store.stop()

@@ -49,6 +49,7 @@ class RequestLogDataset(AbstractDataset[None, Iterator[dict[str, Any]]]):
         """The log's files, oldest first: ``.N`` ... ``.1``, then the current one (a folder's
         parts in name order)."""
         if self._folder:
+            self._fs.invalidate_cache(self._path)  # other servers upload parts all the time
             return sorted(self._fs.glob(f"{self._path}/*.jsonl"))
         rotated = [
             name for name in self._fs.glob(f"{self._path}.*") if name.rsplit(".", 1)[1].isdigit()

@@ -6,8 +6,9 @@ Two checkouts, each with its own ``.venv`` (``make setup``): this one and ``--ba
 the main branch). Both serve the same registry (an untrained ``vgg_cnn``, the default
 architecture: timing needs no training) as ``kedro serve --env gcp --workers N``; their starts
 alternate, so a machine that gets busier slows both alike. Prints, per checkout, the median
-seconds from the command to the first 200 on /ping, the load average around the runs, and the
-phases this checkout logs (``start-up: <phase> <seconds> s``, seconds since the command).
+seconds from the command to the first 200 on /ping, the CPU seconds its processes used until
+then (a figure a busy machine changes little), the load average around the runs, and the phases
+this checkout logs (``start-up: <phase> <seconds> s``, seconds since the command).
 """
 
 from __future__ import annotations
@@ -67,12 +68,26 @@ def start_once(checkout: Path, project: Path, env: dict[str, str], workers: int)
     command = [kedro, "serve", "--env", "gcp", "--port", str(port), "--workers", str(workers)]
     server = ScoringProcess(command, port=port, env=env, cwd=project, ready_timeout_s=300)
     with server:
+        cpu_s = group_cpu_s(server.process.pid)  # its own session: the group is the server's
         with urllib.request.urlopen(f"{server.url}/ping", timeout=10) as answer:
             assert answer.status == 200
         time.sleep(0.5)  # the second worker's lines
         log = server.log_tail(lines=200)
     phases = {m["phase"]: float(m["seconds"]) for m in PHASE.finditer(log)}
-    return {"ready_s": server.ready_after_s, "phases": phases}
+    return {"ready_s": server.ready_after_s, "cpu_s": cpu_s, "phases": phases}
+
+
+def group_cpu_s(group: int) -> float:
+    """CPU seconds (user + system) of the live processes of a process group."""
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[2] == str(group):
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 @click.command()
@@ -114,6 +129,8 @@ def report(results: dict[str, list[dict]], loads: list[float], workers: int) -> 
             f"{name:9} kedro serve -> first 200 on /ping: median {statistics.median(ready):.2f} s"
             f" (min {min(ready):.2f}, max {max(ready):.2f}, {len(ready)} runs)"
         )
+        cpu = statistics.median(run["cpu_s"] for run in runs)
+        print(f"          CPU time of its processes until then: median {cpu:.2f} s")
         for phase in runs[0]["phases"]:
             seconds = statistics.median(run["phases"].get(phase, float("nan")) for run in runs)
             print(f"          {phase:28} {seconds:6.2f} s after the command (median)")

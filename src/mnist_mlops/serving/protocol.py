@@ -10,8 +10,10 @@ request's), a header size limit (431), a URL size limit (414), a connection cap 
 It also closes lingeringly. uvicorn closes a connection as soon as an answer says
 ``connection: close``, even when the client is still sending the request's body (a 413 for the
 announced size, a 401): the kernel then resets the connection, and a client that reads only
-once it has sent everything (Python's ``http.client``, ``requests``) gets ``ConnectionResetError``
-and never its answer. Like nginx's lingering close, this class then shuts its sending side
+once it has sent everything (Python's ``http.client``, measured with a body 6x the limit) gets
+``ConnectionResetError`` or ``BrokenPipeError``, never its answer. An answer sent with
+keep-alive before the body arrived (a 415, a 404) made uvicorn read and discard the rest for as
+long as it came. Like nginx's lingering close, this class shuts its sending side
 (the client reads the answer to its end), reads and discards what still arrives, up to
 ``max_linger_bytes`` within ``linger_timeout_s``, and closes; past either bound the client is
 cut off as before. A lingering connection still counts against ``max_connections``.
@@ -49,9 +51,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._url_bytes = 0
         self._refusal: tuple[int, str, str] | None = None
         self._header_deadline: asyncio.TimerHandle | None = None
-        self._raw: asyncio.Transport | None = (
-            None  # the connection's own transport, under the proxy
-        )
+        # The connection's own transport; uvicorn's code sees a LingeringTransport around it.
+        self._raw: asyncio.Transport | None = None
         self._linger_left: int | None = None  # bytes still to discard while lingering
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]

@@ -150,6 +150,7 @@ def _supervise(config: uvicorn.Config, first: FirstDownload) -> None:
 
 
 def _wait_for_exit(pids: list[int | None], grace_s: float | None) -> None:
+    """Until the processes ``pids`` have exited, at most their grace period and 5 s more."""
     deadline = time.monotonic() + (grace_s or 0) + 5
     while time.monotonic() < deadline and any(pid and alive(pid) for pid in pids):
         time.sleep(0.05)
@@ -163,7 +164,9 @@ def _workers_forked_from_a_server() -> Iterator[None]:
     MLflow (about 1.5 s of a core) to load the logged model. A fork server (a fresh, single
     threaded interpreter) imports it once and forks each worker from there in milliseconds,
     which also restarts a crashed worker fast. Only side-effect-free modules are preloaded: the
-    metrics, which prometheus-client files per process, are made in each worker.
+    metrics, which prometheus-client files per process, are made in each worker. The server
+    starts with the first worker, once every variable the workers need is set: they inherit
+    its environment, not this process's.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         yield  # Windows: spawn, as uvicorn does
@@ -181,8 +184,9 @@ def _workers_forked_from_a_server() -> Iterator[None]:
 def _workers_skip_the_main_script() -> Iterator[None]:
     """Spare each worker a second run of the command's main script.
 
-    multiprocessing's spawn runs the parent's main script again in each worker (as
-    ``__mp_main__``) unless the main module has a spec named ``__main__``. Under ``kedro serve``
+    multiprocessing (spawn, and the fork server's children alike) runs the parent's main script
+    again in each worker (as ``__mp_main__``) unless the main module has a spec named
+    ``__main__``. Under ``kedro serve``
     that script is Kedro's whole CLI: 0.5-1 s of a core per worker, for nothing a worker uses
     (what a worker unpickles comes from this package). The script is given such a spec.
     """

@@ -1,4 +1,5 @@
-"""Lingering close: a client still sending a refused body reads its answer, within bounds.
+"""Lingering close: a client still sending a refused body reads its answer, within bounds; and
+the bounds' settings.
 
 A real uvicorn server runs the project's protocol in a thread of this process, in front of a
 small app that refuses as the scoring app does (``read_body``'s 413 from the announced size, a
@@ -9,6 +10,7 @@ small app that refuses as the scoring app does (``read_body``'s 413 from the ann
 from __future__ import annotations
 
 import http.client
+import re
 import socket
 import threading
 import time
@@ -18,6 +20,7 @@ from functools import partial
 import pytest
 import requests
 import uvicorn
+import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,7 +29,8 @@ from starlette.routing import Route
 from mnist_mlops.serving.app import Refusal, error, read_body
 from mnist_mlops.serving.process import free_port
 from mnist_mlops.serving.protocol import LimitedHttpToolsProtocol
-from mnist_mlops.serving.settings import ServingLimits
+from mnist_mlops.serving.settings import ServingLimits, SettingsError, validate_settings
+from tests.conftest import PROJECT_ROOT
 
 LIMIT = 2_000_000
 SIX_TIMES = b"0" * (6 * LIMIT)  # more than the kernel buffers hold: the client is still sending
@@ -160,3 +164,22 @@ def test_no_lingering_when_turned_off(serve):
         connection.request("POST", "/invocations", SIX_TIMES * 4)
         connection.getresponse()
     connection.close()
+
+
+@pytest.mark.parametrize(
+    ("limits", "named"),
+    [
+        ({"max_linger_bytes": -1}, "serving.limits.max_linger_bytes = -1"),
+        ({"linger_timeout_s": "soon"}, "serving.limits.linger_timeout_s = 'soon'"),
+        ({"linger_bytes": 5}, "serving.limits.linger_bytes = 5"),
+    ],
+)
+def test_bad_linger_settings_are_named(limits, named):
+    with pytest.raises(SettingsError, match=re.escape(named)):
+        validate_settings({"limits": limits})
+
+
+def test_the_configured_defaults_are_the_models():
+    """conf/base/parameters_serving.yml says what the defaults are; they must agree."""
+    configured = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_serving.yml").read_text())
+    assert ServingLimits.model_validate(configured["serving"]["limits"]) == ServingLimits()

@@ -86,7 +86,9 @@ def _run(settings: ServingSettings, start: WorkerStart) -> None:
         lifespan="on",  # WorkerApp makes the scoring app at start-up
         host=settings.host,
         port=settings.port,
-        http=partial(LimitedHttpToolsProtocol, limits=limits),
+        # A protocol factory: uvicorn calls it as it calls a protocol class (its annotation
+        # names the class alone).
+        http=partial(LimitedHttpToolsProtocol, limits=limits),  # type: ignore[arg-type]
         loop="uvloop",
         workers=workers,
         backlog=limits.backlog,

@@ -14,7 +14,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from mnist_mlops.serving.model import Download, download
 from mnist_mlops.serving.settings import ServingSettings
 
 FIRST, FAILED = "first.json", "first.failed"
-Message = dict[str, Any]
+Message = MutableMapping[str, Any]  # an ASGI message, as Starlette types it
 
 
 class ServingError(RuntimeError):

@@ -76,13 +76,19 @@ def digit_candidates(data: bytes | str) -> np.ndarray:
     with the larger strokes first, and the model keeps the one it reads more confidently.
 
     Raises:
-        InvalidInput: not an image, too large, or no digit found in it.
+        InvalidInput: not an image, or too large.
 
     Returns:
-        A float32 array of shape (1 or 2, 28, 28) with 0-255 values, bright ink on black.
+        A float32 array of shape (0, 1 or 2, 28, 28) with 0-255 values, bright ink on black:
+        none when nothing in the picture stands out as a digit.
     """
     gray = _work_grayscale(_decode(data))
-    return np.stack([_mnist_like(ink) for ink in _digit_inks(gray)])
+    inks = _digit_inks(gray)
+    return (
+        np.stack([_mnist_like(ink) for ink in inks])
+        if inks
+        else np.empty((0, SIDE, SIDE), np.float32)
+    )
 
 
 def _decode(data: bytes | str) -> bytes:
@@ -163,7 +169,7 @@ def _digit_inks(gray: np.ndarray) -> list[np.ndarray]:
         inks = ((np.clip(gray - paper if paper < 128 else paper - gray, 0, None), paper >= 128),)
     found = [reading for ink, dark in inks if (reading := _reading(gray, ink, dark)) is not None]
     if not found:
-        raise InvalidInput("no digit found: nothing in the image stands out from its background")
+        return []
     # Which reading is ink on paper: the paper is the majority around the digit, so real strokes
     # differ from it in their ink's direction (darker for dark ink), while the wrong polarity's
     # "strokes" are paper (the strips between ruled lines, the inside of a loop) and do not.
@@ -485,12 +491,3 @@ def _centre_by_mass(digit: np.ndarray) -> np.ndarray:
     left = int(np.clip(round(SIDE / 2 - centre_col), 0, SIDE - digit.shape[1]))
     canvas[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
     return np.clip(canvas, 0, 255)
-
-
-def input_statistics(pixels: np.ndarray) -> list[dict[str, float]]:
-    """Per image: mean intensity (0-255) and the fraction of pixels that are ink (monitoring)."""
-    flat = pixels.reshape(len(pixels), -1)
-    return [
-        {"mean_intensity": float(row.mean()), "ink_fraction": float((row > 127).mean())}
-        for row in flat
-    ]

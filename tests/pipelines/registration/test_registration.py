@@ -237,7 +237,7 @@ def _run_registration(servers, tiny_model, small_model_input, params, folder):
     }
     catalog = DataCatalog(
         {name: MemoryDataset(value, copy_mode="assign") for name, value in inputs.items()}
-        | {"real_pictures": PictureSetDataset(filepath=str(REAL_PICTURES))}
+        | {"report_pictures": PictureSetDataset(filepath=str(REAL_PICTURES))}
         | {
             output: JSONDataset(filepath=str(folder / f"{output}.json"))
             for output in ("sandbox_model_version", "production_model_version")

@@ -168,16 +168,117 @@ def _digit_inks(gray: np.ndarray) -> list[np.ndarray]:
         gray = np.pad(inside, max(inside.shape) // 4, constant_values=paper)
         inks = ((np.clip(gray - paper if paper < 128 else paper - gray, 0, None), paper >= 128),)
     found = [reading for ink, dark in inks if (reading := _reading(gray, ink, dark)) is not None]
+    if box is not None:
+        return _by_paper_contrast(found)
+    # The picture may also be just a digit and its paper with no margin (a tight crop, an
+    # enlarged low-resolution scan, thick strokes), where the paper around the strokes is
+    # missing or the strokes are wider than the background filter: its whole-picture readings
+    # see all of the digit, so they replace the readings they contain (a loop's inside, part of
+    # a thick stroke), and the model keeps the likeliest of what is left.
+    whole = _whole_picture_readings(gray)
+    kept = [r for r in found if not any(_seen_whole(r, w) for w in whole)]
+    return _by_paper_contrast(kept) + [reading.ink for reading in whole]
+
+
+def _seen_whole(local: _Reading, whole: _Reading) -> bool:
+    """Whether a whole-picture reading sees all a local reading saw: the local one lies inside
+    it and is either the other tone (the paper between its strokes) or the same digit (not a
+    small part of a larger dark area, such as a digit in a shadow)."""
+    top, left, bottom, right = local.box
+    o_top, o_left, o_bottom, o_right = whole.box
+    inside = top >= o_top - 1 and left >= o_left - 1 and bottom <= o_bottom + 1
+    if not (inside and right <= o_right + 1):
+        return False
+    area = (bottom - top) * (right - left)
+    return local.dark != whole.dark or (o_bottom - o_top) * (o_right - o_left) <= 2 * area
+
+
+def _by_paper_contrast(found: list[_Reading]) -> list[np.ndarray]:
+    """The readings that are ink on paper, the larger first.
+
+    The paper is the majority around the digit, so real strokes differ from it in their ink's
+    direction (darker for dark ink), while the wrong polarity's "strokes" are paper (the strips
+    between ruled lines, the inside of a loop) and do not. When one reading stands out clearly
+    more, it alone is kept; otherwise (thin pens, faint strokes) both go to the model.
+    """
     if not found:
         return []
-    # Which reading is ink on paper: the paper is the majority around the digit, so real strokes
-    # differ from it in their ink's direction (darker for dark ink), while the wrong polarity's
-    # "strokes" are paper (the strips between ruled lines, the inside of a loop) and do not.
-    # When one reading stands out clearly more, it alone is kept; otherwise (thin pens, faint
-    # strokes) both go to the model, which keeps the one it reads more confidently.
     best = max(reading.contrast for reading in found)
     kept = [r for r in found if 2 * max(r.contrast, 0.0) + MIN_CONTRAST >= best]
     return [reading.ink for reading in sorted(kept, key=lambda reading: -reading.size)]
+
+
+def _whole_picture_readings(gray: np.ndarray) -> list[_Reading]:
+    """The digit read as one of the picture's two tones (Otsu's threshold), with no margin
+    needed: the ink is a tone whose pieces look like strokes, not like paper.
+
+    A tone is not ink when it covers most of the picture, or most of its border (paper around
+    the digit, or the page of a photo), or when its pieces are blobs (a shadow, the inside of
+    a loop) rather than strokes (wider than a quarter of their size; MNIST's are an eighth).
+    """
+    levels = np.clip(gray, 0, 255).astype(np.uint8)
+    dark = levels <= _otsu(levels)
+    if not dark.any() or dark.all():
+        return []
+    light_level, dark_level = float(np.median(gray[~dark])), float(np.median(gray[dark]))
+    if light_level - dark_level < 2 * MIN_CONTRAST:
+        return []
+    readings = (
+        (dark, np.clip(light_level - gray, 0, None), True),
+        (~dark, np.clip(gray - dark_level, 0, None), False),
+    )
+    found = [_tone_reading(mask, ink, dark) for mask, ink, dark in readings if _mostly_paper(mask)]
+    return [reading for reading in found if reading is not None and _stroke_like(reading.ink)]
+
+
+def _mostly_paper(mask: np.ndarray) -> bool:
+    """Whether a tone leaves most of the picture and of its border to the other (paper)."""
+    return mask.mean() <= 0.6 and _ring(mask).mean() <= 0.5
+
+
+def _stroke_like(ink: np.ndarray) -> bool:
+    """Whether ink cropped to its box may be a digit's strokes: not a blob (a shadow, a loop's
+    inside: wider than a quarter of its size; MNIST's strokes are an eighth) nor a filled
+    rectangle with holes (a dark canvas round a light digit: over 3/4 of its box, which 1% of
+    MNIST digits reach, all narrow ones)."""
+    strokes = ink > 0.4 * ink.max()
+    height, width = strokes.shape
+    if _stroke_width(strokes) > 0.3 * max(height, width):
+        return False
+    return strokes.mean() <= 0.75 or min(height, width) < 0.4 * max(height, width)
+
+
+def _tone_reading(mask: np.ndarray, ink: np.ndarray, dark: bool) -> _Reading | None:
+    """The digit of a tone: without long thin lines (unless they are most of it: a removal
+    never takes most of the ink) or specks far smaller than its largest piece."""
+    from scipy import ndimage
+
+    lines = _long_thin_lines(mask)
+    if lines.sum() < 0.5 * mask.sum():
+        mask = mask & ~lines
+    labels, count = ndimage.label(mask, np.ones((3, 3)))
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    areas[0] = 0
+    if areas.max() < 4:
+        return None
+    strokes = (areas >= 0.05 * areas.max())[labels]
+    rows, cols = np.flatnonzero(strokes.any(axis=1)), np.flatnonzero(strokes.any(axis=0))
+    top, left, bottom, right = int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+    crop = np.where(_grow(strokes)[top:bottom, left:right], ink[top:bottom, left:right], 0.0)
+    return _Reading(max(bottom - top, right - left), crop, 0.0, (top, left, bottom, right), dark)
+
+
+def _otsu(levels: np.ndarray) -> int:
+    """Otsu's threshold of 0-255 levels: the one that best separates two tones."""
+    counts = np.bincount(levels.ravel(), minlength=256).astype(np.float64)
+    weights = np.cumsum(counts)
+    sums = np.cumsum(counts * np.arange(256))
+    total, total_sum = weights[-1], sums[-1]
+    below = weights[:-1]
+    above = total - below
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (sums[:-1] * total - total_sum * below) ** 2 / (below * above)
+    return int(np.nanargmax(np.where((below > 0) & (above > 0), between, np.nan)))
 
 
 class _Reading(NamedTuple):
@@ -186,6 +287,8 @@ class _Reading(NamedTuple):
     size: int
     ink: np.ndarray
     contrast: float
+    box: tuple[int, int, int, int]  # top, left, bottom, right in the picture
+    dark: bool  # dark ink on light paper
 
 
 def _reading(gray: np.ndarray, ink: np.ndarray, dark: bool) -> _Reading | None:
@@ -200,7 +303,8 @@ def _reading(gray: np.ndarray, ink: np.ndarray, dark: bool) -> _Reading | None:
     keep = _grow(keep & mask[top:bottom, left:right])  # the strokes' soft edges
     crop = np.where(keep, ink[top:bottom, left:right], 0.0)
     size = max(bottom - top, right - left)
-    return _Reading(size, crop, _paper_contrast(gray, keep, (top, left, bottom, right), dark))
+    box = (top, left, bottom, right)
+    return _Reading(size, crop, _paper_contrast(gray, keep, box, dark), box, dark)
 
 
 def _paper_contrast(

@@ -151,7 +151,7 @@ def test_a_picture_without_a_digit_has_no_candidates():
 
 def test_long_runs_are_found_exactly():
     """The line search's opening by a vertical line, against runs counted one by one."""
-    from mnist_mlops.serving.preprocessing import _runs_at_least
+    from mnist_mlops.serving.preprocessing.masks import runs_at_least
 
     mask = np.random.default_rng(3).random((40, 30)) < 0.6
     for length in (1, 2, 4, 5):
@@ -164,4 +164,4 @@ def test_long_runs_are_found_exactly():
                     end += 1
                 expected[row:end, col] = end - row >= length
                 row = end + 1
-        np.testing.assert_array_equal(_runs_at_least(mask, length), expected)
+        np.testing.assert_array_equal(runs_at_least(mask, length), expected)

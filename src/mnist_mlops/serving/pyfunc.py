@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import importlib
+import pkgutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -168,8 +170,13 @@ def _grappler_on_one_cpu() -> Iterator[None]:
 
 
 def _served_modules() -> tuple[Any, ...]:
-    """The modules pickled into the logged model by value: the code it serves with."""
-    return (preprocessing, sys.modules[__name__])
+    """The modules pickled into the logged model by value: the code it serves with, every
+    stage of the preprocessing package included."""
+    stages = (
+        importlib.import_module(f"{preprocessing.__name__}.{stage.name}")
+        for stage in pkgutil.iter_modules(preprocessing.__path__)
+    )
+    return (preprocessing, *stages, sys.modules[__name__])
 
 
 def served_sources() -> dict[str, bytes]:

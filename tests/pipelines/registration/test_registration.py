@@ -295,10 +295,9 @@ def test_the_same_weights_with_changed_preprocessing_are_a_new_version(
 ):
     candidate, first = _log_and_register(servers, tiny_model, registration_params)
     sources = pyfunc.served_sources()
-    edited = sources[preprocessing.__name__] + b"\nMIN_CONTRAST = 13.0\n"
-    monkeypatch.setattr(
-        pyfunc, "served_sources", lambda: {**sources, preprocessing.__name__: edited}
-    )
+    stage = preprocessing.locate.__name__
+    edited = sources[stage] + b"\nMIN_CONTRAST = 13.0\n"
+    monkeypatch.setattr(pyfunc, "served_sources", lambda: {**sources, stage: edited})
 
     changed, second = _log_and_register(servers, tiny_model, registration_params)
 

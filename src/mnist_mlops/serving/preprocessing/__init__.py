@@ -14,7 +14,7 @@ import numpy as np
 from mnist_mlops.serving.preprocessing.decode import (
     SIDE,
     InvalidInput,
-    decode,
+    picture_bytes,
     pixels_from_array,
     work_grayscale,
 )
@@ -39,7 +39,7 @@ def digit_candidates(data: bytes | str) -> np.ndarray:
         A float32 array of shape (K, 28, 28) with 0-255 values, bright ink on black: K = 0
         when nothing in the picture stands out as a digit.
     """
-    inks = digit_inks(work_grayscale(decode(data)))
+    inks = digit_inks(work_grayscale(picture_bytes(data)))
     return (
         np.stack([mnist_like(ink) for ink in inks])
         if inks

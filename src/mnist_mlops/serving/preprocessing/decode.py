@@ -50,7 +50,8 @@ def pixels_from_array(data: Any) -> np.ndarray:
     return array
 
 
-def decode(data: bytes | str) -> bytes:
+def picture_bytes(data: bytes | str) -> bytes:
+    """The picture's bytes, sent raw or as base64."""
     if isinstance(data, bytes):
         return data
     try:

@@ -107,7 +107,8 @@ def plot_box(gray: np.ndarray) -> tuple[slice, slice] | None:
         abs(begins[bottom] - left) <= 2 and abs(begins[bottom] + lengths[bottom] - right) <= 2
     )
     set_in = top > 0 and left > 0 and bottom < height - 1 and right < width
-    if not (same_columns and set_in and bottom - top >= 0.4 * height):
+    large = bottom - top >= max(0.4 * height, 16) and right - left >= 16  # room for a digit
+    if not (same_columns and set_in and large):
         return None
     sides = marked[top : bottom + 1, [left, left + 1, right - 2, right - 1]].mean(axis=0)
     if max(sides[:2]) < 0.9 or max(sides[2:]) < 0.9:
@@ -264,12 +265,36 @@ def whole_picture_readings(gray: np.ndarray) -> list[Reading]:
         (dark, np.clip(light_level - gray, 0, None), True),
         (~dark, np.clip(gray - dark_level, 0, None), False),
     )
-    found = [_tone_reading(mask, ink, dark) for mask, ink, dark in readings if _mostly_paper(mask)]
-    return [reading for reading in found if reading is not None and _stroke_like(reading.ink)]
+    found = [
+        reading
+        for mask, ink, dark in readings
+        if _mostly_paper(mask)
+        for lines in _line_choices(mask)
+        if (reading := _tone_reading(mask & ~lines, ink, dark)) is not None
+    ]
+    return [reading for reading in found if _stroke_like(reading.ink)]
+
+
+def _line_choices(mask: np.ndarray) -> list[np.ndarray]:
+    """What to take away from a tone: nothing, and its long thin lines if it has some.
+
+    Both are read when there are lines: in a picture with no margin a digit's own stroke (the
+    bar of a 7, a 1) runs across the picture like a ruled line does; the model tells them apart.
+    A removal never takes most of the ink.
+    """
+    lines = _long_thin_lines(mask)
+    none = np.zeros_like(mask)
+    return [none, lines] if 0 < lines.sum() < 0.5 * mask.sum() else [none]
 
 
 def _mostly_paper(mask: np.ndarray) -> bool:
-    """Whether a tone leaves most of the picture and of its border to the other (paper)."""
+    """Whether a tone leaves most of the picture and of its border to the other (paper).
+
+    Not asked of a narrow picture, which may be a 1 cropped to its ink, all strokes.
+    """
+    height, width = mask.shape
+    if min(height, width) < 0.4 * max(height, width):
+        return True
     return mask.mean() <= 0.6 and ring(mask).mean() <= 0.5
 
 
@@ -286,13 +311,9 @@ def _stroke_like(ink: np.ndarray) -> bool:
 
 
 def _tone_reading(mask: np.ndarray, ink: np.ndarray, dark: bool) -> Reading | None:
-    """The digit of a tone: without long thin lines (unless they are most of it: a removal
-    never takes most of the ink) or specks far smaller than its largest piece."""
+    """The digit of a tone: without specks far smaller than its largest piece."""
     from scipy import ndimage
 
-    lines = _long_thin_lines(mask)
-    if lines.sum() < 0.5 * mask.sum():
-        mask = mask & ~lines
     labels, count = ndimage.label(mask, np.ones((3, 3)))
     areas = np.bincount(labels.ravel(), minlength=count + 1)
     areas[0] = 0

@@ -1,38 +1,76 @@
-"""The served model reads the real-picture set: MNIST test digits in real scenes, and photos."""
+"""The served model reads picture sets: MNIST test digits in real scenes, and photos.
+
+The tuning set (``photos/``) is the one the preprocessing was tuned on; the report set
+(``report_pictures/``: other digits, seeds and scene ranges) is the one that tells.
+"""
 
 import base64
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mnist_mlops.datasets import PictureSetDataset
-from tests.conftest import REAL_PICTURES
+from tests.conftest import REAL_PICTURES, REPORT_PICTURES
 from tests.serving.conftest import post
 
-# The issue's targets, met by the session's decent model (98.65% on MNIST): 264/272, every
+# Met by the session's decent model (about 99% on MNIST): 360/372 of the tuning set, every
 # category >= 90%; see docs/handwriting.md.
-MIN_OVERALL = 0.97
-MIN_PER_CATEGORY = 0.9
+MIN_OVERALL = 0.95
+MIN_PER_CATEGORY = 0.85
+# The report set, measured with the same model: 95.0% of 1,800, its weakest categories thick
+# soft strokes (75%), phone photos (80%) and tight crops (84%). The issue's targets (98%,
+# every category >= 95%) are not met yet: these floors only keep what was reached.
+MIN_REPORT_OVERALL = 0.94
+MIN_REPORT_PER_CATEGORY = 0.7
 
 
-@pytest.fixture(scope="module")
-def readings(scoring_server):
-    """Every picture of the set, sent in batches of 32 as any client would, and what was read."""
-    pictures = PictureSetDataset(filepath=str(REAL_PICTURES)).load()
+def read_set(server, labels) -> pd.DataFrame:
+    """Every picture of a set, sent in batches of 32 as any client would, and what was read."""
+    pictures = PictureSetDataset(filepath=str(labels)).load()
     digits = []
     for start in range(0, len(pictures), 32):
         records = [
             {"image": base64.b64encode(image).decode()}
             for image in pictures["image"].iloc[start : start + 32]
         ]
-        status, body = post(scoring_server, {"dataframe_records": records})
+        status, body = post(server, {"dataframe_records": records})
         assert status == 200, body
         digits += [prediction["digit"] for prediction in body["predictions"]]
-    return pictures.assign(read=digits, right=np.array(digits) == pictures["digit"].to_numpy())
+    right = [
+        d is not None and d == label for d, label in zip(digits, pictures["digit"], strict=True)
+    ]
+    return pictures.assign(read=digits, right=right)
+
+
+@pytest.fixture(scope="module")
+def readings(scoring_server):
+    return read_set(scoring_server, REAL_PICTURES)
+
+
+@pytest.fixture(scope="module")
+def report(scoring_server):
+    return read_set(scoring_server, REPORT_PICTURES)
+
+
+def test_the_report_set_is_read_per_category(report):
+    assert len(report) >= 1800 and (report.groupby("category").size() >= 100).all()
+    by_category = report.groupby("category")["right"].mean()
+    print(f"report set: {report['right'].mean():.4f}\n{by_category.to_string()}")
+    assert report["right"].mean() >= MIN_REPORT_OVERALL, by_category.to_string()
+    assert (by_category >= MIN_REPORT_PER_CATEGORY).all(), by_category.to_string()
+
+
+def test_the_report_set_shares_no_digit_with_the_tuning_set():
+    def indices(labels):
+        files = PictureSetDataset(filepath=str(labels)).load()["file"]
+        return {name.rsplit("_", 1)[1] for name in files if name.startswith("real/")}
+
+    assert not indices(REAL_PICTURES) & indices(REPORT_PICTURES)
 
 
 def test_the_set_is_large_and_varied(readings):
-    assert len(readings) >= 212 and readings["category"].nunique() >= 11
+    assert len(readings) >= 372 and readings["category"].nunique() >= 19
     assert readings["file"].is_unique
 
 

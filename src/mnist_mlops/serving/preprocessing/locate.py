@@ -27,6 +27,9 @@ from mnist_mlops.serving.preprocessing.masks import (
 
 MIN_CONTRAST = 12.0  # grey levels: below this nothing stands out from the paper
 PAPER_REACH = 0.25  # the paper around a digit: a quarter of its size on each side
+# Strokes wider than this share of their digit's size are a blob (a shadow), not a digit; thick
+# markers reach 0.3.
+BLOB = 0.4
 AXES_CONTRAST = 40.0  # grey levels: a plot's axes lines, scaled to ``WORK_SIDE``, differ more
 
 
@@ -205,6 +208,8 @@ def _is_clutter(part: _Part, labels: np.ndarray, shape: tuple[int, int]) -> bool
         return True  # a ruled line, an axis, a page edge, a margin
     if touches and thin and max(height / shape[0], width / shape[1]) >= 0.5:
         return True  # a page's or a table's edge cut by the picture (a phone photo's corner)
+    if touches and max(height / shape[0], width / shape[1]) >= 0.4 and _in_border(part, labels):
+        return True  # the table beside a photographed page, slanted: along one side or two
     if min(height, width) < max(8, 0.3 * max(height, width)):
         return False
     # A straight line along three or four sides of it: a frame, a canvas, a screen, plot axes.
@@ -213,6 +218,12 @@ def _is_clutter(part: _Part, labels: np.ndarray, shape: tuple[int, int]) -> bool
     q_rows, q_cols = max(1, height // 4), max(1, width // 4)
     sides = (rows[:q_rows].max(), rows[-q_rows:].max(), cols[:q_cols].max(), cols[-q_cols:].max())
     return sum(float(side) >= 0.9 for side in sides) >= 3
+
+
+def _in_border(part: _Part, labels: np.ndarray) -> bool:
+    """Whether all of a part keeps within a fifth of the picture's size from its sides."""
+    band = max(1, int(0.2 * min(labels.shape)))
+    return not (labels[band:-band, band:-band] == part.label).any()
 
 
 def _with_neighbours(main: _Part, parts: list[_Part]) -> list[_Part]:
@@ -300,12 +311,12 @@ def _mostly_paper(mask: np.ndarray) -> bool:
 
 def _stroke_like(ink: np.ndarray) -> bool:
     """Whether ink cropped to its box may be a digit's strokes: not a blob (a shadow, a loop's
-    inside: wider than 0.3 of its size; 99% of MNIST's are under 0.25) nor a filled
+    inside: wider than ``BLOB`` of its size; 99% of MNIST's are under 0.25) nor a filled
     rectangle with holes (a dark canvas round a light digit: over 3/4 of its box, which 1% of
     MNIST digits reach, all narrow ones)."""
     strokes = ink > 0.4 * ink.max()
     height, width = strokes.shape
-    if stroke_width(strokes) > 0.3 * max(height, width):
+    if stroke_width(strokes) > BLOB * max(height, width):
         return False
     return strokes.mean() <= 0.75 or min(height, width) < 0.4 * max(height, width)
 

@@ -306,7 +306,7 @@ def _mostly_paper(mask: np.ndarray) -> bool:
     height, width = mask.shape
     if min(height, width) < 0.4 * max(height, width):
         return True
-    return mask.mean() <= 0.6 and ring(mask).mean() <= 0.5
+    return mask.mean() <= 0.75 and ring(mask).mean() <= 0.7
 
 
 def _stroke_like(ink: np.ndarray) -> bool:

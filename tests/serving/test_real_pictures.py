@@ -123,3 +123,36 @@ def test_a_request_with_nothing_readable_is_answered(scoring_server):
         scoring_server, {"dataframe_records": [{"image": image}], "params": {"labels": [4]}}
     )
     assert status == 200 and body["predictions"][0]["digit"] is None, body
+
+
+def test_the_client_and_the_request_log_take_a_null_digit(scoring_server, tmp_path):
+    import json
+    import time
+
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from mnist_mlops.serving.client import main
+
+    blank, photo = tmp_path / "blank.png", REAL_PICTURES.parent / "images"
+    Image.new("L", (120, 90), 250).save(blank)
+    photo = sorted(photo.glob("[0-9]_*"))[0]
+    log = scoring_server["request_log"]
+    logged = len(log.read_text().splitlines())
+    arguments = [str(blank), str(photo), "--url", scoring_server["url"]]
+    result = CliRunner().invoke(main, [*arguments, "--token", scoring_server["token"]])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == f"{blank}: no digit found"
+    assert result.stdout.splitlines()[1].startswith(f"{photo}: {photo.name[0]} (")
+    deadline = time.monotonic() + 5  # one thread writes the lines, just after the answers
+    while len(log.read_text().splitlines()) <= logged and time.monotonic() < deadline:
+        time.sleep(0.05)
+    rows = json.loads(log.read_text().splitlines()[-1])["rows"]
+    assert rows[0] == {
+        "digit": None,
+        "confidence": None,
+        "label": None,
+        "mean_intensity": None,
+        "ink_fraction": None,
+    }
+    assert rows[1]["digit"] == int(photo.name[0])

@@ -22,31 +22,20 @@ from mnist_mlops.serving.preprocessing.masks import ring
 
 
 def digit_inks(gray: np.ndarray) -> list[np.ndarray]:
-    """The digit's ink (0-255, bright on black) cropped to it, for each polarity that has one.
+    """The digit's ink (0-255, bright on black) cropped to it, for each reading kept.
 
     Inside a plot's axes, only there and in the one polarity its colour map's paper says.
     """
     box = plot_box(gray)
-    if box is None:
-        # The local background is the picture with features narrower than k closed (dark ink)
-        # or opened (light ink): it follows uneven light and shadows.
-        inks = (
-            (background(gray, light=True) - gray, True),
-            (gray - background(gray, light=False), False),
-        )
-    else:
-        # The axes' paper is one colour, the colour map's low or high end: it says which ink
-        # is the digit (the dark paper between a light digit's strokes is not dark ink). Set
-        # on more of it, so that a digit filling the axes is not a line across the picture.
-        inside = gray[box]
-        paper = float(np.median(ring(inside)))
-        gray = np.pad(inside, max(inside.shape) // 4, constant_values=paper)
-        inks = ((np.clip(gray - paper if paper < 128 else paper - gray, 0, None), paper >= 128),)
-    found = [
-        reading for ink, dark in inks if (reading := local_reading(gray, ink, dark)) is not None
-    ]
     if box is not None:
-        return _by_paper_contrast(found)
+        return _by_paper_contrast(_plot_readings(gray[box]))
+    # The local background is the picture with features narrower than k closed (dark ink) or
+    # opened (light ink): it follows uneven light and shadows.
+    inks = (
+        (background(gray, light=True) - gray, True),
+        (gray - background(gray, light=False), False),
+    )
+    found = [r for ink, dark in inks if (r := local_reading(gray, ink, dark)) is not None]
     # The picture may also be just a digit and its paper with no margin (a tight crop, an
     # enlarged low-resolution scan, thick strokes), where the paper around the strokes is
     # missing or the strokes are wider than the background filter: its whole-picture readings
@@ -55,6 +44,18 @@ def digit_inks(gray: np.ndarray) -> list[np.ndarray]:
     whole = whole_picture_readings(gray)
     kept = [r for r in found if not any(_seen_whole(r, w) for w in whole)]
     return _by_paper_contrast(kept) + [reading.ink for reading in whole]
+
+
+def _plot_readings(inside: np.ndarray) -> list[Reading]:
+    """The digit inside a plot's axes, whose paper is one colour, the colour map's low or high
+    end: it says which ink is the digit (the dark paper between a light digit's strokes is not
+    dark ink). Set on more of it, so that a digit filling the axes is not a line across the
+    picture."""
+    paper = float(np.median(ring(inside)))
+    gray = np.pad(inside, max(inside.shape) // 4, constant_values=paper)
+    ink = np.clip(gray - paper if paper < 128 else paper - gray, 0, None)
+    reading = local_reading(gray, ink, paper >= 128)
+    return [] if reading is None else [reading]
 
 
 def _seen_whole(local: Reading, whole: Reading) -> bool:

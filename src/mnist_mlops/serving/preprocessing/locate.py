@@ -322,19 +322,41 @@ def _stroke_like(ink: np.ndarray) -> bool:
 
 
 def _tone_reading(mask: np.ndarray, ink: np.ndarray, dark: bool) -> Reading | None:
-    """The digit of a tone: without specks far smaller than its largest piece."""
+    """The digit of a tone: without the table or page edges along the picture's sides, nor
+    specks far smaller than its largest piece."""
     from scipy import ndimage
 
     labels, count = ndimage.label(mask, np.ones((3, 3)))
     areas = np.bincount(labels.ravel(), minlength=count + 1)
+    areas[_border_pieces(labels, count)] = 0
     areas[0] = 0
     if areas.max() < 4:
         return None
-    strokes = (areas >= 0.05 * areas.max())[labels]
+    strokes = (areas >= 0.05 * areas.max())[labels] & (labels > 0)
     rows, cols = np.flatnonzero(strokes.any(axis=1)), np.flatnonzero(strokes.any(axis=0))
     top, left, bottom, right = int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
     crop = np.where(grow(strokes)[top:bottom, left:right], ink[top:bottom, left:right], 0.0)
     return Reading(max(bottom - top, right - left), crop, 0.0, (top, left, bottom, right), dark)
+
+
+def _border_pieces(labels: np.ndarray, count: int) -> np.ndarray:
+    """The labels of pieces at least 40% of the picture long that touch its sides and keep
+    within a fifth of it from them (as ``_in_border``): a table beside a photographed page."""
+    band = max(1, int(0.2 * min(labels.shape)))
+    inner = np.zeros(count + 1, dtype=bool)
+    inner[labels[band:-band, band:-band]] = True
+    touching = np.zeros(count + 1, dtype=bool)
+    touching[ring(labels)] = True
+    long = np.zeros(count + 1, dtype=bool)
+    from scipy import ndimage
+
+    for label, found in enumerate(ndimage.find_objects(labels), start=1):
+        if found is not None:
+            height, width = found[0].stop - found[0].start, found[1].stop - found[1].start
+            long[label] = max(height / labels.shape[0], width / labels.shape[1]) >= 0.4
+    pieces = touching & ~inner & long
+    pieces[0] = False
+    return pieces
 
 
 def _otsu(levels: np.ndarray) -> int:

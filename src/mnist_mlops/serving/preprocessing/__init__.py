@@ -13,13 +13,16 @@ import numpy as np
 
 from mnist_mlops.serving.preprocessing.decode import (
     SIDE,
+    WORK_SIDE,
     InvalidInput,
     picture_bytes,
     pixels_from_array,
     work_grayscale,
 )
 from mnist_mlops.serving.preprocessing.polarity import digit_inks
-from mnist_mlops.serving.preprocessing.to_mnist import mnist_like
+from mnist_mlops.serving.preprocessing.to_mnist import FIT, mnist_like
+
+ZOOM = 4  # how much larger a small digit's picture is read again
 
 __all__ = ["InvalidInput", "digit_candidates", "pixels_from_array"]
 
@@ -39,7 +42,13 @@ def digit_candidates(data: bytes | str) -> np.ndarray:
         A float32 array of shape (K, 28, 28) with 0-255 values, bright ink on black: K = 0
         when nothing in the picture stands out as a digit.
     """
-    inks = digit_inks(work_grayscale(picture_bytes(data)))
+    picture = picture_bytes(data)
+    gray = work_grayscale(picture)
+    inks = digit_inks(gray)
+    if inks and max(max(ink.shape) for ink in inks) < FIT and max(gray.shape) == WORK_SIDE:
+        # A digit smaller than MNIST's own 20 pixels at the working size (a small digit in a
+        # large picture) is read again at four times the size, where it has strokes to find.
+        inks = digit_inks(work_grayscale(picture, ZOOM * WORK_SIDE)) or inks
     return (
         np.stack([mnist_like(ink) for ink in inks])
         if inks

@@ -60,8 +60,8 @@ def picture_bytes(data: bytes | str) -> bytes:
         raise InvalidInput("image is not valid base64") from None
 
 
-def work_grayscale(data: bytes) -> np.ndarray:
-    """Luminance 0-255 of the upright picture, at most ``WORK_SIDE`` pixels on its longer side.
+def work_grayscale(data: bytes, side: int = WORK_SIDE) -> np.ndarray:
+    """Luminance 0-255 of the upright picture, at most ``side`` pixels on its longer side.
 
     A transparent background is laid on the colour that contrasts with the opaque strokes.
     JPEGs are decoded at a reduced scale directly (``draft``), which bounds the decoding cost.
@@ -72,11 +72,11 @@ def work_grayscale(data: bytes) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise InvalidInput(f"image of {image.width} x {image.height} pixels is too large")
-            image.draft("L" if image.mode in ("L", "RGB") else image.mode, (WORK_SIDE, WORK_SIDE))
+            image.draft("L" if image.mode in ("L", "RGB") else image.mode, (side, side))
             # Only a rotated picture is transposed: exif_transpose copies even an upright one.
             rotated = image.getexif().get(ORIENTATION, 1) != 1
             upright = ImageOps.exif_transpose(image) if rotated else image
-            scale = WORK_SIDE / max(upright.size)
+            scale = side / max(upright.size)
             if scale < 1:
                 size = (max(1, round(upright.width * scale)), max(1, round(upright.height * scale)))
                 upright = upright.resize(size, Image.Resampling.BOX)

@@ -347,15 +347,12 @@ def _border_pieces(labels: np.ndarray, count: int) -> np.ndarray:
     inner[labels[band:-band, band:-band]] = True
     touching = np.zeros(count + 1, dtype=bool)
     touching[ring(labels)] = True
-    long = np.zeros(count + 1, dtype=bool)
-    from scipy import ndimage
-
-    for label, found in enumerate(ndimage.find_objects(labels), start=1):
-        if found is not None:
-            height, width = found[0].stop - found[0].start, found[1].stop - found[1].start
-            long[label] = max(height / labels.shape[0], width / labels.shape[1]) >= 0.4
-    pieces = touching & ~inner & long
+    pieces = touching & ~inner
     pieces[0] = False
+    for label in np.flatnonzero(pieces):  # few: only pieces along the sides
+        rows, cols = np.nonzero(labels == label)
+        height, width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+        pieces[label] = max(height / labels.shape[0], width / labels.shape[1]) >= 0.4
     return pieces
 
 

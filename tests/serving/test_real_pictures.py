@@ -14,15 +14,14 @@ from mnist_mlops.datasets import PictureSetDataset
 from tests.conftest import REAL_PICTURES, REPORT_PICTURES
 from tests.serving.conftest import post
 
-# Met by the session's decent model (about 99% on MNIST): 363/372 of the tuning set, every
+# Met by the session's decent model (about 99% on MNIST): 364/372 of the tuning set, every
 # category >= 90%; see docs/handwriting.md.
-MIN_OVERALL = 0.96
+MIN_OVERALL = 0.97
 MIN_PER_CATEGORY = 0.9
-# The report set, measured with the same model: 96.6% of 1,800 (main's preprocessing: 90.2%),
-# its weakest categories thick soft strokes (81%), phone photos (88%), framed, small digits
-# and tight crops (94%). The issue's targets (98%, every category >= 95%) are not met yet:
-# these floors keep what was reached.
-MIN_REPORT_OVERALL = 0.96
+# The report set, measured with the same model: 97.4% of 1,800 (90.2% before issue 23),
+# its weakest categories thick soft strokes (82%), framed and tight crops (94%). The issue's
+# targets (98%, every category >= 95%) are not met yet: these floors keep what was reached.
+MIN_REPORT_OVERALL = 0.97
 MIN_REPORT_PER_CATEGORY = 0.8
 
 

@@ -1,7 +1,8 @@
 """The scoring app (Starlette), speaking MLflow's scoring protocol; one instance per worker.
 
 ``POST /invocations`` scores (see ``parsing`` for the accepted forms) and answers
-``{"predictions": [{"digit": 7, "probabilities": [...]}]}``; ``/ping``, ``/health``,
+``{"predictions": [{"digit": 7, "probabilities": [...]}]}`` (``NO_DIGIT`` in place of a picture
+the model found no digit in); ``/ping``, ``/health``,
 ``/version``, ``/openapi.json`` and the page at ``/`` are open, ``/invocations`` and ``/metrics``
 need the bearer token when one is set. Every refusal is JSON in MLflow's error shape.
 """
@@ -12,6 +13,7 @@ import asyncio
 import hmac
 import logging
 import time
+from collections import Counter
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,9 +36,10 @@ from starlette.staticfiles import StaticFiles
 from mnist_mlops.serving import metrics
 from mnist_mlops.serving.model import Download, ModelFollower
 from mnist_mlops.serving.parsing import ScoringRequest, TooLarge, parse_body
-from mnist_mlops.serving.preprocessing import InvalidInput, input_statistics
+from mnist_mlops.serving.preprocessing import InvalidInput
 from mnist_mlops.serving.request_log import RequestLog
 from mnist_mlops.serving.settings import ServingLimits, ServingSettings
+from mnist_mlops.serving.statistics import input_statistics
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +47,8 @@ STATIC = Path(str(files("mnist_mlops.serving") / "static"))
 OPENAPI = Path(str(files("mnist_mlops.serving") / "openapi.yml"))
 CONTENT_TYPES = ("application/json", "text/csv")
 MAX_MESSAGE = 200  # characters of a message that may quote the input
+# A picture's answer when the served model found no digit in it (its prepared pixels are NaN).
+NO_DIGIT = {"digit": None, "probabilities": None, "error": "no digit found"}
 
 
 @dataclass(frozen=True)
@@ -132,16 +137,17 @@ class Scorer:
         # well under a millisecond, less than a hop to the thread pool and back would add.
         score = _score_in_thread if parsed.images else _score_inline
         pixels, probabilities = await score(loaded.model, parsed)
-        digits = probabilities.argmax(axis=1)
         probabilities = probabilities.astype(np.float64)  # 0.1, not float32's 0.10000000149
+        digits = _digits(probabilities)
         self._record(parsed, pixels, probabilities, digits, loaded.version, started)
         predictions = [
-            {"digit": int(d), "probabilities": p.tolist()}
+            {"digit": d, "probabilities": p.tolist()} if d is not None else dict(NO_DIGIT)
             for d, p in zip(digits, probabilities.round(6), strict=True)
         ]
         if parsed.return_prepared:
             for prediction, prepared in zip(predictions, pixels, strict=True):
-                prediction["prepared"] = prepared.round(2).tolist()
+                found = prediction["digit"] is not None
+                prediction["prepared"] = prepared.round(2).tolist() if found else None
         return json_response({"predictions": predictions})
 
     def _record(
@@ -149,17 +155,17 @@ class Scorer:
         parsed: ScoringRequest,
         pixels: np.ndarray,
         probabilities: np.ndarray,
-        digits: np.ndarray,
+        digits: list[int | None],
         version: str,
         started: float,
     ) -> None:
-        """Count the images and digits, and log the request (one line, rows per image)."""
+        """Count the images and digits (``none`` for no digit found), and log the request (one
+        line, rows per image; no digit found is a null digit and confidence)."""
         metrics.IMAGES.inc(len(digits))
-        for digit, count in enumerate(np.bincount(digits, minlength=10)):
-            if count:
-                metrics.DIGITS.labels(digit=str(digit)).inc(int(count))
+        for digit, count in Counter(str(d).lower() for d in digits).items():
+            metrics.DIGITS.labels(digit=digit).inc(count)
         rows = [
-            {"digit": int(d), "confidence": float(p[d]), "label": label, **stats}
+            {"digit": d, "confidence": None if d is None else float(p[d]), "label": label, **stats}
             for d, p, label, stats in zip(
                 digits, probabilities, parsed.labels, input_statistics(pixels), strict=True
             )
@@ -183,6 +189,12 @@ class Scorer:
 
     async def openapi(self, request: Request) -> Response:
         return json_response(_openapi())
+
+
+def _digits(probabilities: np.ndarray) -> list[int | None]:
+    """The digit of each row; None where the model found no digit (its row is NaN)."""
+    found = ~np.isnan(probabilities).any(axis=1)
+    return [int(d) if f else None for d, f in zip(probabilities.argmax(axis=1), found, strict=True)]
 
 
 def _score(model: Any, parsed: ScoringRequest) -> tuple[np.ndarray, np.ndarray]:

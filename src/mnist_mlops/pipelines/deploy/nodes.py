@@ -260,7 +260,9 @@ def _answer_problem(what: str, status: int, answer: bytes, expected: int) -> str
         digits = [p["digit"] for p in predictions]
     except (ValueError, KeyError, TypeError):
         return f"{what} answered 200 without predictions: {answer[:200]!r}"
-    if len(digits) != expected or not all(d in range(10) for d in digits):
+    # A picture with no digit found is a well-formed answer (null digit, "error"): validation
+    # counts it as wrong, here it need only be in its place.
+    if len(digits) != expected or not all(d is None or d in range(10) for d in digits):
         return f"{what} answered {len(digits)} predictions for {expected} inputs: {digits[:10]}"
     return None
 

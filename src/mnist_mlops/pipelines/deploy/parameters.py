@@ -17,7 +17,7 @@ class DeploymentParameters(Section):
     version: int | None = Field(ge=1)  # None: the newest pushed version not yet deployed
     rollback: bool
     min_test_accuracy: float = Field(ge=0, le=1)
-    min_photo_accuracy: float = Field(ge=0, le=1)  # on the whole real-picture set
+    min_photo_accuracy: float = Field(ge=0, le=1)  # on the whole report set
     picture_batch_size: int = Field(ge=1)  # pictures per infra-validation request
     server_ready_timeout_s: float = Field(gt=0)
     infra_requests: int = Field(ge=1)

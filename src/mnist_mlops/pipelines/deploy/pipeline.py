@@ -57,7 +57,7 @@ def create_pipeline(after_push: bool = False, **kwargs) -> Pipeline:
                 [
                     "staged_version",
                     "mnist_test_images",
-                    "report_pictures",
+                    "tuning_pictures",
                     "production_workspace",
                     "params:deployment",
                 ],

@@ -1,21 +1,34 @@
-"""Build the real-picture set of data/01_raw/photos/ from MNIST *test* digits (run once; committed).
+"""Build the two picture sets of data/01_raw/ from MNIST *test* digits (run once; committed).
 
 Each picture puts one MNIST test digit (never a training digit) into a scene real inputs come in:
 a page margin around a dark canvas, a plot with axes and ticks, ruled or squared paper, a phone
 photo of a page on a table, a photo of a screen, an app screenshot, a thin mouse-drawn stroke,
 coloured ink on coloured paper, faint pencil, a form frame, shadows and specks, transparency and
-EXIF rotation. 20 pictures per category, two of each digit, chosen and drawn with a fixed seed, so
-the script rebuilds the same files. It also lists the 12 drawn photos of ``images/`` (made by
-``make_photos.py``) in ``labels.csv`` (file, digit, category), which the catalog reads.
+EXIF rotation; and the scenes that have no paper around the digit or look least like MNIST: tight
+crops touching 2-4 edges, low-resolution digits enlarged, thick soft strokes, a small digit in a
+large empty picture, coloured or textured backgrounds, each in both polarities.
 
-    python scripts/make_real_pictures.py
+Two sets, each seeded so that the script rebuilds the same files:
+
+- the **tuning set** (``photos/``, seed 14, 20 pictures per category, two of each digit): the
+  preprocessing may be tuned on it. It also lists the 12 drawn photos of ``images/`` (made by
+  ``make_photos.py``) as the category ``drawn``.
+- the **report set** (``report_pictures/``, seed 2026, 100 pictures per category): other MNIST
+  test digits (none of the tuning set's), other seeds, and for the new scenes other ranges of
+  size, blur, stroke width, crop tightness and JPEG quality (``REPORT_RANGES``). Accuracy is
+  reported, gated and written in the model card on it only; never tune on it.
+
+    python scripts/make_real_pictures.py [tuning|report]
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import math
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -32,8 +45,7 @@ from mnist_mlops.datasets.picture_set_dataset import PictureSetDataset
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT / "data" / "01_raw" / "photos"
-PER_CATEGORY = 20
-SEED = 14
+REPORT = ROOT / "data" / "01_raw" / "report_pictures"
 
 Rgb = tuple[int, int, int]
 
@@ -390,11 +402,140 @@ def transparent_or_rotated(digit: np.ndarray, rng: np.random.Generator) -> tuple
     )
 
 
-SCENES: dict[str, Callable[[np.ndarray, np.random.Generator], tuple[str, bytes]]] = {
+@dataclass(frozen=True)
+class Ranges:
+    """The new scenes' parameters in one set: the report set draws from other ranges."""
+
+    side: tuple[int, int]  # picture side, pixels
+    low_res: tuple[int, int]  # a low-resolution digit's drawn size, pixels
+    blur: tuple[float, float]  # blur radius, as a fraction of the digit's size
+    thicken: tuple[float, float]  # stroke growth, as a fraction of the digit's size
+    quality: tuple[int, int]  # JPEG quality
+    small: tuple[float, float]  # a small digit's size, as a fraction of the picture
+
+
+TUNING_RANGES = Ranges((140, 240), (10, 16), (0.01, 0.03), (0.02, 0.05), (80, 95), (0.1, 0.16))
+REPORT_RANGES = Ranges((90, 320), (8, 20), (0.005, 0.045), (0.01, 0.07), (55, 92), (0.07, 0.2))
+
+
+def colours(rng: np.random.Generator, dark_ink: bool) -> tuple[Rgb, Rgb]:
+    """Paper and ink of a scene, grey or tinted, ``dark_ink`` on light paper or the reverse."""
+    light = tuple(int(v) for v in rng.integers(185, 256, 3))
+    dark = tuple(int(v) for v in rng.integers(0, 70, 3))
+    return (light, dark) if dark_ink else (dark, light)
+
+
+def thick_alpha(digit: np.ndarray, size: int, rng: np.random.Generator, r: Ranges) -> np.ndarray:
+    """The digit at ``size`` with strokes grown and softened (a felt pen, a blurred scan)."""
+    alpha = Image.fromarray((digit_alpha(digit, size) * 255).astype(np.uint8))
+    grow = int(size * rng.uniform(*r.thicken)) // 2 * 2 + 1
+    if grow > 1:
+        alpha = alpha.filter(ImageFilter.MaxFilter(grow))
+    alpha = alpha.filter(ImageFilter.GaussianBlur(size * rng.uniform(*r.blur)))
+    return np.asarray(alpha, np.float32) / 255
+
+
+def ink_box(alpha: np.ndarray) -> tuple[int, int, int, int]:
+    rows, cols = np.flatnonzero(alpha.max(axis=1) > 0.3), np.flatnonzero(alpha.max(axis=0) > 0.3)
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+
+
+def tight_crop(digit: np.ndarray, rng: np.random.Generator, r: Ranges) -> tuple[str, bytes]:
+    """A digit cut out of a form or a scan: its box touches 2-4 of the picture's edges."""
+    size = int(rng.integers(*r.side))
+    paper, ink = colours(rng, dark_ink=rng.random() < 0.5)
+    alpha = thick_alpha(digit, size, rng, r)
+    canvas = blank(size, size, paper)
+    paint(canvas, alpha, ink, 0, 0)
+    top, left, bottom, right = ink_box(alpha)
+    touching = rng.permutation(4)[: int(rng.integers(2, 5))]
+    margins = [0 if side in touching else int(rng.integers(2, size // 8)) for side in range(4)]
+    crop = canvas[
+        max(0, top - margins[0]) : bottom + margins[2],
+        max(0, left - margins[1]) : right + margins[3],
+    ]
+    return "jpg", jpeg(to_image(crop), int(rng.integers(*r.quality)))
+
+
+def low_resolution(digit: np.ndarray, rng: np.random.Generator, r: Ranges) -> tuple[str, bytes]:
+    """A digit scanned at 8-20 pixels, then enlarged with bilinear or bicubic interpolation."""
+    small = int(rng.integers(r.low_res[0], r.low_res[1] + 1))
+    paper, ink = colours(rng, dark_ink=rng.random() < 0.5)
+    alpha = digit_alpha(digit, 4 * small)
+    top, left, bottom, right = ink_box(alpha)
+    pad = int(rng.integers(0, small // 2 + 1))  # from a tight crop to some paper
+    alpha = np.pad(alpha[top:bottom, left:right], pad)
+    canvas = blank(*alpha.shape, paper)
+    paint(canvas, alpha, ink, 0, 0)
+    scale = small / max(alpha.shape)
+    shrunk = to_image(canvas).resize(
+        (max(1, round(alpha.shape[1] * scale)), max(1, round(alpha.shape[0] * scale))),
+        Image.Resampling.BOX,
+    )
+    factor = rng.uniform(*r.side) / max(shrunk.size)
+    method = [Image.Resampling.BILINEAR, Image.Resampling.BICUBIC][int(rng.integers(2))]
+    enlarged = shrunk.resize((round(shrunk.width * factor), round(shrunk.height * factor)), method)
+    return "jpg", jpeg(enlarged, int(rng.integers(*r.quality)))
+
+
+def thick_soft(digit: np.ndarray, rng: np.random.Generator, r: Ranges) -> tuple[str, bytes]:
+    """Thick, soft strokes (a marker, an out-of-focus photo) with a little paper around them."""
+    size = int(rng.integers(*r.side))
+    paper, ink = colours(rng, dark_ink=rng.random() < 0.5)
+    side = int(size * rng.uniform(0.6, 0.9))
+    canvas = blank(size, size, paper)
+    stronger = Ranges(
+        r.side, r.low_res, r.blur, (2 * r.thicken[0], 2 * r.thicken[1]), r.quality, r.small
+    )
+    paint(
+        canvas, thick_alpha(digit, side, rng, stronger), ink, *rng.integers(0, size - side + 1, 2)
+    )
+    return "jpg", jpeg(to_image(canvas), int(rng.integers(*r.quality)))
+
+
+def small_digit(digit: np.ndarray, rng: np.random.Generator, r: Ranges) -> tuple[str, bytes]:
+    """A small digit somewhere in a large, nearly empty picture."""
+    size = int(rng.integers(3 * r.side[0], 3 * r.side[1]))
+    paper, ink = colours(rng, dark_ink=rng.random() < 0.5)
+    side = max(16, int(size * rng.uniform(*r.small)))
+    canvas = blank(size, size, paper)
+    paint(canvas, digit_alpha(digit, side), ink, *rng.integers(0, size - side + 1, 2))
+    canvas += rng.normal(0, 3, canvas.shape)
+    return "jpg", jpeg(to_image(canvas), int(rng.integers(*r.quality)))
+
+
+def textured(digit: np.ndarray, rng: np.random.Generator, r: Ranges) -> tuple[str, bytes]:
+    """Coloured ink on a coloured, textured background: grain, stripes and blotches."""
+    size = int(rng.integers(*r.side))
+    dark_ink = rng.random() < 0.5
+    paper, ink = colours(rng, dark_ink)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    angle, period = rng.uniform(0, math.pi), rng.uniform(4, 20)
+    stripes = np.sin((xx * math.cos(angle) + yy * math.sin(angle)) * 2 * math.pi / period)
+    blotches = np.asarray(
+        Image.fromarray(rng.integers(0, 255, (8, 8)).astype(np.uint8)).resize(
+            (size, size), Image.Resampling.BICUBIC
+        ),
+        np.float32,
+    )
+    texture = rng.uniform(5, 15) * stripes + rng.uniform(0.05, 0.15) * (blotches - 128)
+    canvas = blank(size, size, paper) + (texture + rng.normal(0, 6, (size, size)))[..., None]
+    side = int(size * rng.uniform(0.45, 0.85))
+    paint(canvas, thick_alpha(digit, side, rng, r), ink, *rng.integers(0, size - side + 1, 2))
+    return "jpg", jpeg(to_image(canvas), int(rng.integers(*r.quality)))
+
+
+Scene = Callable[[np.ndarray, np.random.Generator], tuple[str, bytes]]
+
+
+SCENES: dict[str, Scene] = {
     scene.__name__: scene
     for scene in (margin, plot, ruled, squared, phone_photo, screen_photo, screenshot, thin_pen,
                   coloured_ink, low_contrast, framed, shadow_specks, transparent_or_rotated)
 }  # fmt: skip
+
+
+NEW_SCENES = (tight_crop, low_resolution, thick_soft, small_digit, textured)
 
 
 def drawn_photos() -> list[dict]:
@@ -406,23 +547,48 @@ def drawn_photos() -> list[dict]:
     ]  # fmt: skip
 
 
-def main() -> None:
+def scenes(ranges: Ranges) -> dict[str, Scene]:
+    """Every category's scene; the new ones with this set's ranges."""
+    bound = {scene.__name__: functools.partial(scene, r=ranges) for scene in NEW_SCENES}
+    return SCENES | bound
+
+
+def tuning_indices() -> set[int]:
+    """The MNIST test digits of the tuning set (the number ending each file's name)."""
+    files = PictureSetDataset(filepath=str(PHOTOS / "labels.csv")).load()["file"]
+    return {int(Path(name).stem.rsplit("_", 1)[1]) for name in files if name.startswith("real/")}
+
+
+def build(
+    seed: int, per_category: int, ranges: Ranges, excluded: set[int], rows: list[dict]
+) -> pd.DataFrame:
+    """The set's pictures: ``per_category`` per scene, a tenth of each digit, each MNIST test
+    digit at most once and none of ``excluded``."""
     mnist = ROOT / "data" / "01_raw" / "mnist"
     images = IDXDataset(filepath=str(mnist / "t10k-images-idx3-ubyte.gz")).load()
     labels = IDXDataset(filepath=str(mnist / "t10k-labels-idx1-ubyte.gz")).load()
-    rng = np.random.default_rng(SEED)
+    rng = np.random.default_rng(seed)
     unused = {d: list(rng.permutation(np.flatnonzero(labels == d))) for d in range(10)}
-    rows = drawn_photos()
-    for category, scene in SCENES.items():
-        for n in range(PER_CATEGORY):
+    unused = {d: [i for i in indices if int(i) not in excluded] for d, indices in unused.items()}
+    for category, scene in scenes(ranges).items():
+        for n in range(per_category):
             digit = n % 10
             index = int(unused[digit].pop())  # each test digit at most once
             suffix, payload = scene(images[index], rng)
             rows.append({"file": f"real/{category}/{digit}_{category}_{index}.{suffix}",
                          "digit": digit, "category": category, "image": payload})  # fmt: skip
-    PictureSetDataset(filepath=str(PHOTOS / "labels.csv")).save(pd.DataFrame(rows))
-    print(f"{len(rows)} pictures in {len(SCENES) + 1} categories under {PHOTOS}")
+    return pd.DataFrame(rows)
+
+
+def main(which: str) -> None:
+    if which == "tuning":
+        pictures = build(14, 20, TUNING_RANGES, set(), drawn_photos())
+        PictureSetDataset(filepath=str(PHOTOS / "labels.csv")).save(pictures)
+    else:
+        pictures = build(2026, 100, REPORT_RANGES, tuning_indices(), [])
+        PictureSetDataset(filepath=str(REPORT / "labels.csv")).save(pictures)
+    print(f"{len(pictures)} pictures in {pictures['category'].nunique()} categories ({which})")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1] if len(sys.argv) > 1 else "tuning")

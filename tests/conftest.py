@@ -185,7 +185,8 @@ def registry_uri(tmp_path_factory, decent_model):
 
 
 PHOTOS = sorted((PROJECT_ROOT / "data" / "01_raw" / "photos" / "images").glob("[0-9]_*"))
-REAL_PICTURES = PROJECT_ROOT / "data" / "01_raw" / "photos" / "labels.csv"
+REAL_PICTURES = PROJECT_ROOT / "data" / "01_raw" / "photos" / "labels.csv"  # the tuning set
+REPORT_PICTURES = PROJECT_ROOT / "data" / "01_raw" / "report_pictures" / "labels.csv"
 
 
 # Two real basic-auth MLflow servers standing in for the sandbox and production workspaces.

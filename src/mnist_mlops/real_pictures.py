@@ -1,5 +1,5 @@
-"""Scoring the real-picture set (``real_pictures`` in the catalog) with a pyfunc: as
-``dataframe_records`` batches like any client, and the accuracy per category."""
+"""Scoring a picture set (``report_pictures`` or ``tuning_pictures`` in the catalog) with a
+pyfunc: as ``dataframe_records`` batches like any client, and the accuracy per category."""
 
 from __future__ import annotations
 
@@ -19,13 +19,17 @@ def picture_batches(pictures: pd.DataFrame, size: int) -> list[list[dict[str, st
 def picture_accuracy(
     model: Any, pictures: pd.DataFrame, batch_size: int
 ) -> tuple[float, dict[str, float]]:
-    """Accuracy on the real-picture set, overall and per category, scored batch by batch."""
+    """Accuracy on the real-picture set, overall and per category, scored batch by batch; a
+    picture the model found no digit in (a null digit) counts as wrong."""
     read = np.concatenate(
         [
             model.predict(pd.DataFrame(batch))["digit"].to_numpy()
             for batch in picture_batches(pictures, batch_size)
         ]
     )
-    right = pd.Series(read == pictures["digit"].to_numpy(), index=pictures.index)
+    right = pd.Series(
+        [d is not None and d == label for d, label in zip(read, pictures["digit"], strict=True)],
+        index=pictures.index,
+    )
     by_category = right.groupby(pictures["category"]).mean()
     return float(right.mean()), {name: round(float(v), 4) for name, v in by_category.items()}

@@ -26,6 +26,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from mnist_mlops.serving.process import ScoringProcess, free_port
@@ -39,6 +40,7 @@ PARAMS = {
     "serving.limits.header_timeout_s": 1,
     "serving.limits.body_timeout_s": 1,
     "serving.limits.keepalive_timeout_s": 1,
+    "serving.limits.linger_timeout_s": 2,
     "serving.limits.max_image_pixels": 1_000_000,
     "serving.request_log_max_bytes": 20_000,
     "serving.request_log_backups": 9,
@@ -128,6 +130,83 @@ def test_an_unknown_setting_stops_kedro_serve_and_is_named(tmp_path, registry):
     result = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
     assert result.returncode != 0
     assert "serving.limits.bogus" in result.stderr and "Extra inputs" in result.stderr
+
+
+def test_start_up_is_logged_in_phases_and_imports_no_tensorflow(served):
+    wait_for_versions(served, 1.0)
+    log = served["process"].log_path.read_text()
+    phases = re.findall(
+        r"\[(\d+)\] mnist_mlops.serving.startup: start-up: ([a-z -]+) [0-9.]+ s", log
+    )
+    command = {phase for pid, phase in phases if int(pid) == served["process"].process.pid}
+    assert command == {"cli", "configuration", "registry lookup", "download"}, phases
+    workers = [phase for pid, phase in phases if int(pid) != served["process"].process.pid]
+    assert sorted(workers) == sorted(["load", "warm-up", "listening"] * 2), phases
+    group = served["process"].process.pid  # the server's processes: its group (own session)
+    for pid in processes_of_group(group):
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        assert "tensorflow" not in maps, f"process {pid} of the server loaded TensorFlow"
+
+
+def processes_of_group(group: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == group:
+            found.append(int(entry.name))
+    assert len(found) >= 3, found  # the command, its workers (and the fork server)
+    return found
+
+
+def test_clients_still_sending_a_refused_body_read_their_answer(served):
+    """A body 6x the limit (8 MiB): the server answers from the headers, and reads and
+    discards the rest (lingering close), so that clients which read only once they have sent
+    everything get their answer rather than a reset connection."""
+    body, url = b"0" * (6 * 8 * 1024 * 1024), served["url"] + "/invocations"
+    token = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    answer = requests.post(url, data=body, headers=token, timeout=60)
+    assert answer.status_code == 413
+    assert answer.json()["message"] == "body over the limit of 8388608 bytes"
+    for headers, status in ((token, 413), ({}, 401)):
+        connection = http.client.HTTPConnection("127.0.0.1", served["port"], timeout=60)
+        connection.request("POST", "/invocations", body, headers)
+        response = connection.getresponse()
+        assert response.status == status and json.loads(response.read())["error_code"]
+        connection.close()
+
+
+def test_a_client_that_sends_forever_is_cut_off_within_the_linger_bound(served):
+    with socket.create_connection(("127.0.0.1", served["port"]), timeout=30) as sock:
+        sock.sendall(request_head(length=10**12))
+        started = time.monotonic()
+        with pytest.raises(OSError):  # reset, or broken pipe, once the server closes
+            while time.monotonic() - started < 30:
+                sock.sendall(b"0" * 65536)
+                time.sleep(0.001)
+    assert time.monotonic() - started < 10  # linger_timeout_s: 2
+
+
+@pytest.mark.parametrize(
+    ("model_uri", "error"),
+    [
+        ("models:/mnist-cnn@nowhere", "alias nowhere not found"),  # the download fails
+        ("models:/mnist-cnn/3", "a worker could not start"),  # the load fails (not a pickle)
+    ],
+)
+def test_a_first_version_that_cannot_be_served_stops_kedro_serve(
+    tmp_path, registry, model_uri, error
+):
+    project = kedro_project(tmp_path)
+    env = {**os.environ, "GCP_MLFLOW_TRACKING_URI": registry["uri"]}
+    command = kedro_serve(project, free_port(), "--workers", "2", "--model-uri", model_uri)
+    result = subprocess.run(
+        command, cwd=project, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode != 0
+    assert error in " ".join(result.stderr.split()), result.stderr[-2000:]
 
 
 def request_head(path: str = "/invocations", length: int = len(ONE), token: str | None = TOKEN):

@@ -2,6 +2,7 @@
 
 from mnist_mlops.datasets.array_bundle_dataset import ArrayBundle, ArrayBundleDataset
 from mnist_mlops.datasets.idx_dataset import IDXDataset
+from mnist_mlops.datasets.keras_model_dataset import KerasModelDataset
 from mnist_mlops.datasets.mlflow_workspace_dataset import MlflowWorkspaceDataset
 from mnist_mlops.datasets.picture_set_dataset import PictureSetDataset
 from mnist_mlops.datasets.record_dataset import RecordDataset
@@ -15,6 +16,7 @@ __all__ = [
     "ArrayBundle",
     "ArrayBundleDataset",
     "IDXDataset",
+    "KerasModelDataset",
     "MlflowWorkspaceDataset",
     "PictureSetDataset",
     "RecordDataset",

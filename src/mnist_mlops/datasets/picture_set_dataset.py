@@ -22,9 +22,9 @@ class PictureSetDataset(FileDataset[pd.DataFrame, pd.DataFrame]):
 
     Example catalog entry::
 
-        real_pictures:
+        report_pictures:
           type: mnist_mlops.datasets.PictureSetDataset
-          filepath: data/01_raw/photos/labels.csv
+          filepath: data/01_raw/report_pictures/labels.csv
     """
 
     def load(self) -> pd.DataFrame:

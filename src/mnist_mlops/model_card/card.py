@@ -38,7 +38,7 @@ class MnistAccuracy(_Figures):
 
 
 class PictureAccuracy(_Figures):
-    """Accuracy on the real-picture set (``data/01_raw/photos/labels.csv``)."""
+    """Accuracy on the report set (``data/01_raw/report_pictures/labels.csv``)."""
 
     images: int = Field(ge=1)
     accuracy: float = Field(ge=0, le=1)

@@ -1,7 +1,8 @@
 """The scoring app (Starlette), speaking MLflow's scoring protocol; one instance per worker.
 
 ``POST /invocations`` scores (see ``parsing`` for the accepted forms) and answers
-``{"predictions": [{"digit": 7, "probabilities": [...]}]}``; ``/ping``, ``/health``,
+``{"predictions": [{"digit": 7, "probabilities": [...]}]}`` (``NO_DIGIT`` in place of a picture
+the model found no digit in); ``/ping``, ``/health``,
 ``/version``, ``/openapi.json`` and the page at ``/`` are open, ``/invocations`` and ``/metrics``
 need the bearer token when one is set. Every refusal is JSON in MLflow's error shape.
 
@@ -16,6 +17,7 @@ import asyncio
 import hmac
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -37,12 +39,20 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from mnist_mlops.serving import metrics
-from mnist_mlops.serving.challenger import Challenger, Scored, ScoreFunction, Scoring
+from mnist_mlops.serving.challenger import (
+    Challenger,
+    Scored,
+    ScoreFunction,
+    Scoring,
+    confidences_of,
+    digits_of,
+)
 from mnist_mlops.serving.model import Download, LoadedModel, ModelFollower, alias_of
 from mnist_mlops.serving.parsing import ScoringRequest, TooLarge, parse_body
-from mnist_mlops.serving.preprocessing import InvalidInput, input_statistics
+from mnist_mlops.serving.preprocessing import InvalidInput
 from mnist_mlops.serving.request_log import RequestLog
 from mnist_mlops.serving.settings import ServingLimits, ServingSettings
+from mnist_mlops.serving.statistics import input_statistics
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +61,8 @@ OPENAPI = Path(str(files("mnist_mlops.serving") / "openapi.yml"))
 CONTENT_TYPES = ("application/json", "text/csv")
 VERSION_HEADER = "x-model-version"
 MAX_MESSAGE = 200  # characters of a message that may quote the input
+# A picture's answer when the served model found no digit in it (its prepared pixels are NaN).
+NO_DIGIT = {"digit": None, "probabilities": None, "error": "no digit found"}
 
 
 @dataclass(frozen=True)
@@ -152,19 +164,20 @@ class Scorer:
             self._record_failure(exc, started)
             raise
         probabilities = scored.probabilities.astype(np.float64)  # 0.1, not float32's 0.1000001
-        digits = probabilities.argmax(axis=1)
+        digits = digits_of(probabilities)
         record = self._record(parsed, scored, probabilities, digits, started)
         if scored.model is answered and challenger is not None:
             self.challenger.shadow(parsed, challenger, record, digits)
         else:
             self.request_log.write(record)
         predictions = [
-            {"digit": int(d), "probabilities": p.tolist()}
+            {"digit": d, "probabilities": p.tolist()} if d is not None else dict(NO_DIGIT)
             for d, p in zip(digits, probabilities.round(6), strict=True)
         ]
         if parsed.return_prepared:
             for prediction, prepared in zip(predictions, scored.pixels, strict=True):
-                prediction["prepared"] = prepared.round(2).tolist()
+                found = prediction["digit"] is not None
+                prediction["prepared"] = prepared.round(2).tolist() if found else None
         response = json_response({"predictions": predictions})
         response.headers[VERSION_HEADER] = scored.model.version
         return response
@@ -184,20 +197,20 @@ class Scorer:
         parsed: ScoringRequest,
         scored: Scored,
         probabilities: np.ndarray,
-        digits: np.ndarray,
+        digits: list[int | None],
         started: float,
     ) -> dict[str, Any]:
-        """Count the images and digits; the request's log line (rows per image)."""
+        """Count the images and digits (``none`` for no digit found); the request's log line
+        (rows per image; no digit found is a null digit and confidence)."""
         metrics.IMAGES.inc(len(digits))
-        for digit, count in enumerate(np.bincount(digits, minlength=10)):
-            if count:
-                metrics.DIGITS.labels(digit=str(digit)).inc(int(count))
-        confidences = probabilities[np.arange(len(digits)), digits]
+        for digit, count in Counter(str(d).lower() for d in digits).items():
+            metrics.DIGITS.labels(digit=digit).inc(count)
+        confidences = confidences_of(probabilities, digits)
         metrics.count_version(
-            scored.model.version, "answered", scored.seconds, confidences, digits, parsed.labels
+            scored.model.version, "answered", scored.seconds, digits, confidences, parsed.labels
         )
         rows = [
-            {"digit": int(d), "confidence": float(c), "label": label, **stats}
+            {"digit": d, "confidence": c, "label": label, **stats}
             for d, c, label, stats in zip(
                 digits, confidences, parsed.labels, input_statistics(scored.pixels), strict=True
             )

@@ -66,7 +66,7 @@ class Challenger:
             threads=production.threads,
             role="canary",
         )
-        self.queue: asyncio.Queue[tuple[ScoringRequest, LoadedModel, dict, np.ndarray]] = (
+        self.queue: asyncio.Queue[tuple[ScoringRequest, LoadedModel, dict, list[int | None]]] = (
             asyncio.Queue(maxsize=settings.shadow_queue)
         )
         # Its own threads: a slow challenger never holds up production's thread pool.
@@ -107,7 +107,7 @@ class Challenger:
         parsed: ScoringRequest,
         challenger: LoadedModel,
         record: dict[str, Any],
-        digits: np.ndarray,
+        digits: list[int | None],
     ) -> None:
         """Log ``record`` now, or after the challenger has scored the request too."""
         if self.random.random() >= self.settings.shadow_fraction:
@@ -175,18 +175,32 @@ class ChallengerBusy(RuntimeError):
     """Too many requests already wait for the challenger (a slow or hung version)."""
 
 
+def digits_of(probabilities: np.ndarray) -> list[int | None]:
+    """The digit of each row; None where the model found no digit (its row is NaN)."""
+    found = ~np.isnan(probabilities).any(axis=1)
+    return [int(d) if f else None for d, f in zip(probabilities.argmax(axis=1), found, strict=True)]
+
+
+def confidences_of(probabilities: np.ndarray, digits: list[int | None]) -> list[float | None]:
+    """The probability of each row's digit (None without a digit)."""
+    return [None if d is None else float(p[d]) for d, p in zip(digits, probabilities, strict=True)]
+
+
 def shadow_evidence(
-    scored: Scored, record: dict[str, Any], digits: np.ndarray, parsed: ScoringRequest
+    scored: Scored, record: dict[str, Any], digits: list[int | None], parsed: ScoringRequest
 ) -> dict[str, Any]:
-    """The challenger's digit and confidence beside production's in each row; counted."""
-    shadow_digits = scored.probabilities.argmax(axis=1)
-    confidences = scored.probabilities[np.arange(len(shadow_digits)), shadow_digits]
+    """The challenger's digit and confidence beside production's in each row; counted (images
+    where either found no digit are not pairs)."""
+    shadow_digits = digits_of(scored.probabilities.astype(np.float64))
+    confidences = confidences_of(scored.probabilities, shadow_digits)
     for row, digit, confidence in zip(record["rows"], shadow_digits, confidences, strict=True):
-        row["shadow_digit"], row["shadow_confidence"] = int(digit), round(float(confidence), 6)
+        row["shadow_digit"] = digit
+        row["shadow_confidence"] = None if confidence is None else round(confidence, 6)
     version = scored.model.version
     metrics.count_version(
-        version, "shadow", scored.seconds, confidences, shadow_digits, parsed.labels
+        version, "shadow", scored.seconds, shadow_digits, confidences, parsed.labels
     )
-    metrics.SHADOW_PAIRS.labels(version=version).inc(len(digits))
-    metrics.SHADOW_AGREEMENT.labels(version=version).inc(int((shadow_digits == digits).sum()))
+    pairs = [(a, b) for a, b in zip(digits, shadow_digits, strict=True) if None not in (a, b)]
+    metrics.SHADOW_PAIRS.labels(version=version).inc(len(pairs))
+    metrics.SHADOW_AGREEMENT.labels(version=version).inc(sum(a == b for a, b in pairs))
     return {"model_version": version, "latency_ms": round(scored.seconds * 1000, 3)}

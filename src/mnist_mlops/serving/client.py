@@ -56,7 +56,10 @@ def main(images: tuple[Path, ...], url: str, token: str | None) -> None:
         _fail(f"cannot reach {url}: {error.reason}")
     for path, prediction in zip(images, predictions, strict=True):
         digit = prediction["digit"]
-        click.echo(f"{path}: {digit} ({prediction['probabilities'][digit]:.1%})")
+        if digit is None:  # the other pictures are still read
+            click.echo(f"{path}: {prediction.get('error', 'no digit found')}")
+        else:
+            click.echo(f"{path}: {digit} ({prediction['probabilities'][digit]:.1%})")
 
 
 def _fail(message: str, code: int = 1) -> None:

@@ -11,7 +11,6 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -91,20 +90,22 @@ def count_version(
     version: str,
     role: str,
     seconds: float,
-    confidences: np.ndarray,
-    digits: np.ndarray,
+    digits: Sequence[int | None],
+    confidences: Sequence[float | None],
     labels: Sequence[int | None],
 ) -> None:
-    """A version's evidence for one request: latency, confidences and feedback labels."""
+    """A version's evidence for one request: latency, confidences and feedback labels (an
+    image without a digit found counts as labelled and not read right)."""
     VERSION_REQUESTS.labels(version=version, role=role).inc()
     VERSION_LATENCY.labels(version=version, role=role).observe(seconds)
     histogram = VERSION_CONFIDENCE.labels(version=version, role=role)
     for confidence in confidences:
-        histogram.observe(float(confidence))
+        if confidence is not None:
+            histogram.observe(confidence)
     labelled = [(d, label) for d, label in zip(digits, labels, strict=True) if label is not None]
     if labelled:
         VERSION_LABELLED.labels(version=version, role=role).inc(len(labelled))
-        correct = sum(int(d) == int(label) for d, label in labelled)
+        correct = sum(d is not None and d == int(label) for d, label in labelled)
         VERSION_CORRECT.labels(version=version, role=role).inc(correct)
 
 

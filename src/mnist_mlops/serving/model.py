@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_mlops.serving import metrics
+from mnist_mlops.serving import metrics, startup
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ def download(model_uri: str, root: Path) -> Download:
     import mlflow
 
     name, version = registered_version(model_uri)
+    startup.phase("registry lookup")
     pinned = f"models:/{name}/{version}" if version != "unknown" else model_uri
     folder = Path(tempfile.mkdtemp(prefix=f"v{version}-", dir=root))
     try:
@@ -88,6 +89,7 @@ def download(model_uri: str, root: Path) -> Download:
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
+    startup.phase("download")
     return Download(folder, Path(path), name, version)
 
 
@@ -99,7 +101,9 @@ def load(downloaded: Download, uri: str, threads: int = 1) -> LoadedModel:
     model = mlflow.pyfunc.load_model(str(downloaded.model_path)).unwrap_python_model()
     if threads:
         limit_threads(model, downloaded.model_path, threads)
+    startup.phase("load")
     model.probabilities(model.prepare(np.zeros((1, 28, 28), dtype=np.float32)))
+    startup.phase("warm-up")
     return LoadedModel(model, downloaded.name, downloaded.version, uri, downloaded.folder)
 
 

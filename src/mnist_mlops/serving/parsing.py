@@ -100,7 +100,7 @@ def _table(value: Any, key: str) -> tuple[list[str], list[list[Any]]]:
 def _from_table(columns: list[str], data: list[list[Any]], budget: int) -> ScoringRequest:
     if not data:
         raise InvalidInput("the batch is empty")
-    labels = [None] * len(data)
+    labels: list[int | None] = [None] * len(data)
     if "label" in columns:
         at = columns.index("label")
         labels = _labels([row[at] for row in data], len(data))
@@ -132,7 +132,7 @@ def _from_tensor(value: Any, key: str) -> ScoringRequest:
             raise InvalidInput(f"{key} as an object must hold one tensor, got {sorted(value)}")
         value = value[tensors[0]]
         rows = len(value) if isinstance(value, list) else 0
-        found = _labels(labels, rows) if labels is not None else [None] * rows
+        found: list[int | None] = _labels(labels, rows) if labels is not None else [None] * rows
         return ScoringRequest(value, rows, found)
     if isinstance(value, list) and value and all(isinstance(row, dict) for row in value):
         columns, data = _table(value, key)  # rows: [{"pixels": [...], "label": 3}, ...]
@@ -165,7 +165,7 @@ def _from_csv(raw: bytes) -> ScoringRequest:
         raise InvalidInput(f"CSV rows must be numbers: {exc}") from None
     if data.shape[1] != len(columns):
         raise InvalidInput(f"CSV rows have {data.shape[1]} values for {len(columns)} columns")
-    labels = [None] * len(data)
+    labels: list[int | None] = [None] * len(data)
     if "label" in columns:
         at = columns.index("label")
         labels = _labels([None if math.isnan(x) else x for x in data[:, at]], len(data))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -111,14 +112,20 @@ class ScoringProcess:
         )
 
     def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after 20 s) and delete its log file."""
+        """Stop the server (SIGTERM to it, then SIGKILL to all it started after 20 s, or once it
+        has exited) and delete its log file.
+
+        SIGTERM goes to the command alone, as a service manager sends it: the command stops its
+        workers gracefully (ours waits for them), where a SIGTERM to the whole group would also
+        end the fork server they come from, mid-shutdown.
+        """
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
+            self.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):  # nothing of the group left
                 os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+            self.process.wait()
         if self.log_path.exists():
             self._stopped_log = self.log_tail(lines=100)
             self.log_path.unlink()

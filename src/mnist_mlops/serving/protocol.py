@@ -6,6 +6,20 @@ size limit; requests over its ``limit_concurrency`` and unparsable requests get 
 answers. This subclass adds a header deadline (the first request's and each keep-alive
 request's), a header size limit (431), a URL size limit (414), a connection cap per worker
 (503 on connect) and MLflow's JSON error shape for every refusal made before the app runs.
+
+It also closes lingeringly. uvicorn closes a connection as soon as an answer says
+``connection: close``, even when the client is still sending the request's body (a 413 for the
+announced size, a 401): the kernel then resets the connection, and a client that reads only
+once it has sent everything (Python's ``http.client``, measured with a body 6x the limit) gets
+``ConnectionResetError`` or ``BrokenPipeError``, never its answer. An answer sent with
+keep-alive before the body arrived (a 415, a 404) made uvicorn read and discard the rest for as
+long as it came. Like nginx's lingering close, this class shuts its sending side
+(the client reads the answer to its end), reads and discards what still arrives, up to
+``max_linger_bytes`` within ``linger_timeout_s``, and closes; past either bound the client is
+cut off as before. A lingering connection still counts against ``max_connections``.
+
+Written against uvicorn 0.54 (pinned in pyproject.toml); ``tests/serving/test_uvicorn_internals.py``
+fails when what this module relies on moves.
 """
 
 from __future__ import annotations
@@ -37,9 +51,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._url_bytes = 0
         self._refusal: tuple[int, str, str] | None = None
         self._header_deadline: asyncio.TimerHandle | None = None
+        # The connection's own transport; uvicorn's code sees a LingeringTransport around it.
+        self._raw: asyncio.Transport | None = None
+        self._linger_left: int | None = None  # bytes still to discard while lingering
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        self._raw = transport
+        # uvicorn's request cycle closes the connection with ``self.transport.close()`` once an
+        # answer says ``connection: close``: the proxy makes that close linger when it must.
+        super().connection_made(LingeringTransport(transport, self))  # type: ignore[arg-type]
         if len(self.connections) > self.limits.max_connections:
             self._refuse(503, "TEMPORARILY_UNAVAILABLE", "too many connections, retry later")
             return
@@ -47,7 +67,59 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_deadline()
+        self._linger_left = None
         super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._linger_left is None:
+            super().data_received(data)
+            return
+        self._linger_left -= len(data)  # discarded, never parsed
+        if self._linger_left < 0:
+            self._raw.close()  # type: ignore[union-attr]
+
+    def on_response_complete(self) -> None:
+        # Answered with keep-alive while the body still arrives (a 415, a 404): uvicorn would
+        # discard the rest of the body for as long as it comes; lingering bounds that.
+        if self._body_still_arriving():
+            self.close_lingering()
+        super().on_response_complete()
+
+    def shutdown(self) -> None:
+        if self._linger_left is not None:  # nothing in flight: the answer is sent
+            self._raw.close()  # type: ignore[union-attr]
+            return
+        super().shutdown()
+
+    @property
+    def lingering(self) -> bool:
+        return self._linger_left is not None
+
+    def close_lingering(self) -> None:
+        """Close, lingering if the client is still sending the body of an answered request."""
+        limits, raw = self.limits, self._raw
+        assert raw is not None
+        if self.lingering or raw.is_closing():
+            return
+        if not (
+            self._body_still_arriving() and limits.max_linger_bytes and limits.linger_timeout_s
+        ):
+            raw.close()
+            return
+        self._linger_left = limits.max_linger_bytes
+        if raw.can_write_eof():
+            raw.write_eof()  # after the answer: the client reads it to its end
+        self.flow.resume_reading()  # uvicorn pauses reading past 64 KiB of unread body
+        self.loop.call_later(limits.linger_timeout_s, raw.close)
+
+    def _body_still_arriving(self) -> bool:
+        cycle = self.cycle
+        return (
+            cycle is not None
+            and cycle.response_complete
+            and cycle.more_body
+            and not cycle.disconnected
+        )
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -113,3 +185,25 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self.cycle is None or self.cycle.response_complete:
             limit = self.limits.header_timeout_s
             self._refuse(408, "REQUEST_TIMEOUT", f"request headers not received within {limit} s")
+
+
+class LingeringTransport:
+    """A connection's transport as uvicorn sees it, except that ``close`` lingers (see
+    :meth:`LimitedHttpToolsProtocol.close_lingering`) and a lingering connection is closing."""
+
+    __slots__ = ("_protocol", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, protocol: LimitedHttpToolsProtocol) -> None:
+        self._transport, self._protocol = transport, protocol
+
+    def write(self, data: bytes) -> None:
+        self._transport.write(data)
+
+    def close(self) -> None:
+        self._protocol.close_lingering()
+
+    def is_closing(self) -> bool:
+        return self._protocol.lingering or self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)

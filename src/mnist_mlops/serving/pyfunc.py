@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import importlib
+import pkgutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -26,10 +28,18 @@ ONNX_ARTIFACT = "onnx_model"
 # The logged model's metadata key holding its fingerprint (see ``fingerprint``).
 FINGERPRINT_KEY = "fingerprint"
 _REQUIREMENTS = ("mlflow", "cloudpickle", "numpy", "pandas", "pillow", "scipy", "onnxruntime")
-# What ``predict`` returns, declared rather than inferred from an example: inferring it makes
-# MLflow warn that an integer column cannot hold missing values (the digit never is missing).
+# The answer in place of a picture in which no digit was found (its digit and probabilities
+# are None): the other pictures of the request are still answered.
+NO_DIGIT = "no digit found"
+# What ``predict`` returns, declared rather than inferred from an example (inferring it makes
+# MLflow warn that an integer column cannot hold missing values): the digit and probabilities
+# are missing, and ``error`` says why, for a picture without a digit.
 OUTPUT_SCHEMA = Schema(
-    [ColSpec(DataType.long, "digit"), ColSpec(Array(DataType.double), "probabilities")]
+    [
+        ColSpec(DataType.long, "digit", required=False),
+        ColSpec(Array(DataType.double), "probabilities", required=False),
+        ColSpec(DataType.string, "error", required=False),
+    ]
 )
 
 
@@ -37,7 +47,8 @@ def to_pixels(model_input: Any, score: Callable[[np.ndarray], np.ndarray]) -> np
     """Pixels (N, 28, 28) of whatever MLflow hands the model.
 
     A DataFrame with an ``image`` column (``dataframe_records`` of base64 photos) is made
-    MNIST-like (``score``, the model's probabilities, picks between a picture's readings); a
+    MNIST-like (``score``, the model's probabilities, picks between a picture's readings; a
+    picture in which no digit is found is all NaN, so that the others are still read); a
     ``pixels`` column (a table scored by Spark) holds 784 pixels per row; anything
     else (``inputs``, ``instances``, arrays) must already be 0-255 pixels.
     """
@@ -62,12 +73,13 @@ def to_pixels(model_input: Any, score: Callable[[np.ndarray], np.ndarray]) -> np
 def _likeliest_readings(
     candidates: list[np.ndarray], score: Callable[[np.ndarray], np.ndarray]
 ) -> np.ndarray:
-    """Of each picture's candidate digits, the one the model reads most confidently."""
-    stacked = np.concatenate(candidates)
-    confidence = score(stacked).max(axis=1)
+    """Of each picture's candidate digits, the one the model reads most confidently (all NaN
+    for a picture without candidates)."""
+    stacked = np.concatenate([*candidates, np.full((1, 28, 28), np.nan, np.float32)])
+    confidence = score(stacked[:-1]).max(axis=1) if len(stacked) > 1 else np.empty(0)
     starts = np.cumsum([0] + [len(c) for c in candidates[:-1]])
     picks = [
-        start + int(np.argmax(confidence[start : start + len(c)]))
+        start + int(np.argmax(confidence[start : start + len(c)])) if len(c) else -1
         for start, c in zip(starts, candidates, strict=True)
     ]
     return stacked[picks]
@@ -92,24 +104,41 @@ class MnistDigitModel(mlflow.pyfunc.PythonModel):
         self._input_name = self._session.get_inputs()[0].name
 
     def prepare(self, model_input: Any) -> np.ndarray:
-        """Validated pixels (N, 28, 28) of a model input, by this model's own preprocessing.
+        """Validated pixels (N, 28, 28) of a model input, by this model's own preprocessing;
+        all NaN for a picture in which no digit was found.
 
         The scoring server calls it so that a version swapped in brings its preprocessing along.
         """
         return to_pixels(model_input, self.probabilities)
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """Softmax outputs (N, 10) for validated pixels (N, 28, 28)."""
-        return self._session.run(None, {self._input_name: pixels.astype(np.float32)})[0]
+        """Softmax outputs (N, 10) for pixels (N, 28, 28); NaN for NaN images (no digit)."""
+        found = ~np.isnan(pixels).any(axis=(1, 2))
+        if found.all():
+            return self._session.run(None, {self._input_name: pixels.astype(np.float32)})[0]
+        probabilities = np.full((len(pixels), 10), np.nan, np.float32)
+        if found.any():
+            probabilities[found] = self.probabilities(pixels[found])
+        return probabilities
 
     def predict(self, context: Any, model_input, params: dict | None = None) -> pd.DataFrame:
+        """The digit and probabilities of each input; for a picture without a digit, None and
+        None with the ``error`` ``NO_DIGIT`` (the column is there only when one is missing)."""
         probabilities = self.probabilities(self.prepare(model_input))
-        return pd.DataFrame(
+        found = ~np.isnan(probabilities).any(axis=1)
+        digits = pd.Series(probabilities.argmax(axis=1).astype(np.int64))
+        answers = pd.DataFrame(
             {
-                "digit": probabilities.argmax(axis=1).astype(np.int64),
-                "probabilities": [row.astype(float).tolist() for row in probabilities],
+                "digit": digits if found.all() else digits.astype(object).where(found, None),
+                "probabilities": [
+                    row.astype(float).tolist() if f else None
+                    for row, f in zip(probabilities, found, strict=True)
+                ],
             }
         )
+        if not found.all():
+            answers["error"] = [None if f else NO_DIGIT for f in found]
+        return answers
 
 
 def _example_digit() -> np.ndarray:
@@ -141,8 +170,13 @@ def _grappler_on_one_cpu() -> Iterator[None]:
 
 
 def _served_modules() -> tuple[Any, ...]:
-    """The modules pickled into the logged model by value: the code it serves with."""
-    return (preprocessing, sys.modules[__name__])
+    """The modules pickled into the logged model by value: the code it serves with, every
+    stage of the preprocessing package included."""
+    stages = (
+        importlib.import_module(f"{preprocessing.__name__}.{stage.name}")
+        for stage in pkgutil.iter_modules(preprocessing.__path__)
+    )
+    return (preprocessing, *stages, sys.modules[__name__])
 
 
 def served_sources() -> dict[str, bytes]:

@@ -9,26 +9,42 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import multiprocessing
 import os
 import shutil
 import signal
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
+from importlib.machinery import ModuleSpec
 from pathlib import Path
 
 import click
 import uvicorn
+from uvicorn import _subprocess
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 # Imported here, before serve() sets PROMETHEUS_MULTIPROC_DIR for the workers: this process
 # (the supervisor) keeps its own metrics in memory instead of in a file /metrics would read.
-from mnist_mlops.serving.app import AppConfig, create_app
-from mnist_mlops.serving.model import download, load
+from mnist_mlops.serving import startup
 from mnist_mlops.serving.protocol import LimitedHttpToolsProtocol
 from mnist_mlops.serving.settings import ServingSettings, validate_settings
+from mnist_mlops.serving.workers import (
+    FirstDownload,
+    ServingError,
+    WorkerApp,
+    WorkerStart,
+    alive,
+)
 
 logger = logging.getLogger(__name__)
+
+# What the fork server imports for every worker (see ``_workers_forked_from_a_server``).
+PRELOADED = ("mlflow.pyfunc", "onnxruntime")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 LOG_CONFIG = {
@@ -46,30 +62,33 @@ LOG_CONFIG = {
 def serve(settings: ServingSettings, model_uri: str, token: str | None = None) -> None:
     """Serve ``model_uri`` until SIGTERM or Ctrl-C, then finish the requests in flight.
 
-    The first version is downloaded and loaded here, once, so that a model that cannot load
-    stops the command at once with its error instead of leaving workers that never get ready.
+    The workers start at once; this process looks the version up and downloads it for all of
+    them meanwhile (see :mod:`~mnist_mlops.serving.workers`). A version that cannot be
+    downloaded or loaded stops the command with its error.
     """
+    startup.mark_origin()
     downloads = Path(tempfile.mkdtemp(prefix="mnist-serving-"))
     if settings.worker_count > 1:
         # Before any worker exists: prometheus-client chooses its multiprocess mode at import.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(downloads / "metrics")
         (downloads / "metrics").mkdir()
     try:
-        _run(settings, model_uri, token, downloads)
+        _run(settings, WorkerStart(settings, model_uri, downloads, token))
     finally:
         shutil.rmtree(downloads, ignore_errors=True)
 
 
-def _run(settings: ServingSettings, model_uri: str, token: str | None, downloads: Path) -> None:
-    first = download(model_uri, downloads)
-    load(first, model_uri, settings.onnx_threads)
+def _run(settings: ServingSettings, start: WorkerStart) -> None:
     limits, workers = settings.limits, settings.worker_count
     config = uvicorn.Config(
-        partial(create_app, AppConfig(settings, model_uri, first, downloads, token)),
+        partial(WorkerApp, start),
         factory=True,
+        lifespan="on",  # WorkerApp makes the scoring app at start-up
         host=settings.host,
         port=settings.port,
-        http=partial(LimitedHttpToolsProtocol, limits=limits),
+        # A protocol factory: uvicorn calls it as it calls a protocol class (its annotation
+        # names the class alone).
+        http=partial(LimitedHttpToolsProtocol, limits=limits),  # type: ignore[arg-type]
         loop="uvloop",
         workers=workers,
         backlog=limits.backlog,
@@ -85,21 +104,103 @@ def _run(settings: ServingSettings, model_uri: str, token: str | None, downloads
         log_config=LOG_CONFIG,
     )
     logger.info(
-        "Serving %s (version %s) on http://%s:%d with %d worker(s)%s; downloads in %s",
-        model_uri,
-        first.version,
+        "Serving %s on http://%s:%d with %d worker(s)%s; downloads in %s",
+        start.model_uri,
         settings.host,
         settings.port,
         workers,
-        ", bearer token required" if token else "",
-        downloads,
+        ", bearer token required" if start.token else "",
+        start.downloads,
     )
+    first = FirstDownload(start.model_uri, start.downloads)
     if workers == 1:
-        # uvicorn re-raises SIGTERM once it has shut down gracefully: exit 0 instead of dying.
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        uvicorn.Server(config).run()
+        _serve_here(config, first)
     else:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        _supervise(config, first)
+
+
+def _serve_here(config: uvicorn.Config, first: FirstDownload) -> None:
+    """One worker: this process."""
+    # uvicorn re-raises SIGTERM once it has shut down gracefully: exit 0 instead of dying.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    first.start()
+    try:
+        uvicorn.Server(config).run()
+    except SystemExit as exc:
+        if exc.code == STARTUP_FAILURE:
+            first.raise_failure()
+            raise ServingError(
+                "the server could not start: its error is in the log above"
+            ) from None
+        raise
+
+
+def _supervise(config: uvicorn.Config, first: FirstDownload) -> None:
+    """Worker processes sharing one socket, restarted if they die."""
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    with _workers_forked_from_a_server(), _workers_skip_the_main_script():
+        first.start()
+        supervisor.run()  # uvicorn stops every worker once one failed to start
+    # A SIGTERM to the whole process group also ends the fork server, and uvicorn, which asks it
+    # whether a worker exited, then no longer waits for them: they finish their requests alone.
+    _wait_for_exit(
+        [worker.pid for worker in supervisor.processes], config.timeout_graceful_shutdown
+    )
+    first.raise_failure()
+    if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
+        raise ServingError("a worker could not start: its error is in the log above")
+
+
+def _wait_for_exit(pids: list[int | None], grace_s: float | None) -> None:
+    """Until the processes ``pids`` have exited, at most their grace period and 5 s more."""
+    deadline = time.monotonic() + (grace_s or 0) + 5
+    while time.monotonic() < deadline and any(pid and alive(pid) for pid in pids):
+        time.sleep(0.05)
+
+
+@contextmanager
+def _workers_forked_from_a_server() -> Iterator[None]:
+    """Start the workers from a fork server that has imported MLflow, once for all of them.
+
+    uvicorn starts each worker with multiprocessing's spawn: a new interpreter that imports
+    MLflow (about 1.5 s of a core) to load the logged model. A fork server (a fresh, single
+    threaded interpreter) imports it once and forks each worker from there in milliseconds,
+    which also restarts a crashed worker fast. Only side-effect-free modules are preloaded: the
+    metrics, which prometheus-client files per process, are made in each worker. The server
+    starts with the first worker, once every variable the workers need is set: they inherit
+    its environment, not this process's.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        yield  # Windows: spawn, as uvicorn does
+        return
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(PRELOADED))
+    spawn, _subprocess.spawn = _subprocess.spawn, context  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        _subprocess.spawn = spawn
+
+
+@contextmanager
+def _workers_skip_the_main_script() -> Iterator[None]:
+    """Spare each worker a second run of the command's main script.
+
+    multiprocessing (spawn, and the fork server's children alike) runs the parent's main script
+    again in each worker (as ``__mp_main__``) unless the main module has a spec named
+    ``__main__``. Under ``kedro serve``
+    that script is Kedro's whole CLI: 0.5-1 s of a core per worker, for nothing a worker uses
+    (what a worker unpickles comes from this package). The script is given such a spec.
+    """
+    main = sys.modules["__main__"]
+    if getattr(main, "__spec__", None) is not None:
+        yield  # run as a module (python -m ...): spawn imports that module, which is lean
+        return
+    main.__spec__ = ModuleSpec("__main__", None)
+    try:
+        yield
+    finally:
+        main.__spec__ = None
 
 
 @click.command()
@@ -126,6 +227,8 @@ def main(
     if poll_s is not None:
         params["poll_s"] = poll_s
     logging.config.dictConfig(LOG_CONFIG)
+    startup.mark_origin()
+    startup.phase("cli")
     serve(validate_settings(params), model_uri, os.environ.get("MNIST_SERVING_TOKEN") or None)
 
 

@@ -22,6 +22,10 @@ class ServingLimits(BaseModel):
     max_header_bytes: int = Field(16 * 1024, ge=1024)
     header_timeout_s: float = Field(10, gt=0)
     body_timeout_s: float = Field(10, gt=0)
+    # After an answer sent before its request's body arrived (413, 401, 415): what is still read
+    # and discarded so that the client, still sending, reads the answer; 0 closes at once.
+    max_linger_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    linger_timeout_s: float = Field(5, ge=0)
     keepalive_timeout_s: float = Field(5, gt=0)
     max_connections: int = Field(1024, gt=0)
     backlog: int = Field(2048, ge=1024)

@@ -77,7 +77,9 @@ def deploy(servers, small_model_input, **params):
             "production_workspace": MemoryDataset(workspace(servers["production"], "production")),
             "mnist_test_images": MemoryDataset(small_model_input.load()["test_images"]),
             "mnist_test_labels": MemoryDataset(small_model_input.load()["test_labels"]),
-            "real_pictures": PictureSetDataset(filepath=str(REAL_PICTURES)),
+            # The tuning set for both: the report set is read in tests/serving.
+            "report_pictures": PictureSetDataset(filepath=str(REAL_PICTURES)),
+            "tuning_pictures": PictureSetDataset(filepath=str(REAL_PICTURES)),
             "params:deployment": MemoryDataset(DeploymentParameters(**{**PARAMS, **params})),
             "deployment_report": MemoryDataset(),
         }

@@ -157,3 +157,29 @@ def test_kedro_run_monitor_reports_to_the_production_workspace(request_logs, tmp
     assert run.data.metrics["monitoring.ink_drift"] == pytest.approx(report["metrics"]["ink_drift"])
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"monitoring_report.json", "monitoring.png"} <= artifacts
+
+
+def test_pictures_without_a_digit_count_as_wrong_and_apart(tmp_path, mnist_raw):
+    """Rows with a null digit (no digit found), as the server logs them: left out of the input
+    statistics and confidence, counted in no_digit_fraction and as wrong in feedback."""
+    from mnist_mlops.serving.statistics import input_statistics
+
+    images, labels = mnist_raw["test_images"][:40], mnist_raw["test_labels"][:40]
+    read = [
+        {"digit": int(label), "confidence": 0.99, "label": int(label), **stats}
+        for label, stats in zip(labels, input_statistics(images.astype(np.float32)), strict=True)
+    ]
+    nothing = np.full((10, 28, 28), np.nan, np.float32)
+    unread = [
+        {"digit": None, "confidence": None, "label": 3, **stats}
+        for stats in input_statistics(nothing)
+    ]
+    line = {"time": "t", "status": 200, "rows": read + unread, "model_version": "1"}
+    log = tmp_path / "requests.jsonl"
+    log.write_text(json.dumps({**line, "batch_size": 50}) + "\n")
+
+    metrics = monitor(log, mnist_raw)["metrics"]
+
+    assert metrics["images"] == 50 and metrics["no_digit_fraction"] == 0.2
+    assert metrics["feedback_accuracy"] == 0.8
+    assert metrics["mean_confidence"] == 0.99

@@ -236,7 +236,7 @@ def _run_registration(servers, tiny_model, small_model_input, params, folder):
     }
     catalog = DataCatalog(
         {name: MemoryDataset(value, copy_mode="assign") for name, value in inputs.items()}
-        | {"real_pictures": PictureSetDataset(filepath=str(REAL_PICTURES))}
+        | {"report_pictures": PictureSetDataset(filepath=str(REAL_PICTURES))}
         | {
             output: RecordDataset(filepath=str(folder / f"{output}.json"), record=record)
             for output, record in (
@@ -295,10 +295,9 @@ def test_the_same_weights_with_changed_preprocessing_are_a_new_version(
 ):
     candidate, first = _log_and_register(servers, tiny_model, registration_params)
     sources = pyfunc.served_sources()
-    edited = sources[preprocessing.__name__] + b"\nMIN_CONTRAST = 13.0\n"
-    monkeypatch.setattr(
-        pyfunc, "served_sources", lambda: {**sources, preprocessing.__name__: edited}
-    )
+    stage = preprocessing.locate.__name__
+    edited = sources[stage] + b"\nMIN_CONTRAST = 13.0\n"
+    monkeypatch.setattr(pyfunc, "served_sources", lambda: {**sources, stage: edited})
 
     changed, second = _log_and_register(servers, tiny_model, registration_params)
 

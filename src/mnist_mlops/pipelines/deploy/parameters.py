@@ -22,7 +22,7 @@ class DeploymentParameters(Section):
     # production version exists; the rollout pipeline promotes it on live evidence.
     mode: Literal["direct", "canary"]
     min_test_accuracy: float = Field(ge=0, le=1)
-    min_photo_accuracy: float = Field(ge=0, le=1)  # on the whole real-picture set
+    min_photo_accuracy: float = Field(ge=0, le=1)  # on the whole report set
     picture_batch_size: int = Field(ge=1)  # pictures per infra-validation request
     server_ready_timeout_s: float = Field(gt=0)
     infra_requests: int = Field(ge=1)

@@ -39,7 +39,7 @@ def create_pipeline(after_push: bool = False, **kwargs) -> Pipeline:
                     "deploy_candidate",
                     "mnist_test_images",
                     "mnist_test_labels",
-                    "real_pictures",
+                    "report_pictures",
                     "production_workspace",
                     "params:deployment",
                 ],
@@ -57,7 +57,7 @@ def create_pipeline(after_push: bool = False, **kwargs) -> Pipeline:
                 [
                     "staged_version",
                     "mnist_test_images",
-                    "real_pictures",
+                    "tuning_pictures",
                     "production_workspace",
                     "params:deployment",
                 ],

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from scipy.stats import ks_2samp
 
 from mnist_mlops.pipelines.monitor.parameters import MonitoringParameters, Thresholds
-from mnist_mlops.serving.preprocessing import input_statistics
+from mnist_mlops.serving.statistics import input_statistics
 
 logger = logging.getLogger(__name__)
 
@@ -58,21 +58,33 @@ def describe_training_images(
 
 
 def _class_mix(digits: pd.Series) -> np.ndarray:
-    counts = np.bincount(digits.astype(int), minlength=10)
-    return counts / counts.sum()
+    counts = np.bincount(digits.dropna().astype(int), minlength=10)
+    return counts / max(1, counts.sum())
+
+
+def _ks(recent: pd.Series, reference: pd.Series) -> float:
+    """Kolmogorov-Smirnov statistic over the images that had a digit (0 when none had one)."""
+    recent = recent.dropna()
+    return float(ks_2samp(recent, reference)[0]) if len(recent) else 0.0
 
 
 def _drift_metrics(recent: pd.DataFrame, reference: pd.DataFrame) -> dict[str, float]:
-    """Input drift (Kolmogorov-Smirnov), class-mix drift (total variation), mean confidence and,
-    on labelled feedback, accuracy."""
+    """Input drift (Kolmogorov-Smirnov), class-mix drift (total variation), mean confidence,
+    the fraction of pictures with no digit found and, on labelled feedback, accuracy.
+
+    A picture with no digit found (a null digit) has no input statistics or confidence: it
+    counts in ``no_digit_fraction``, and as wrong in ``feedback_accuracy``.
+    """
     labelled = recent.dropna(subset=["label"])
+    found = recent.dropna(subset=["digit"])
     metrics = {
         "images": float(len(recent)),
-        "intensity_drift": ks_2samp(recent["mean_intensity"], reference["mean_intensity"])[0],
-        "ink_drift": ks_2samp(recent["ink_fraction"], reference["ink_fraction"])[0],
+        "intensity_drift": _ks(recent["mean_intensity"], reference["mean_intensity"]),
+        "ink_drift": _ks(recent["ink_fraction"], reference["ink_fraction"]),
         "class_mix_drift": 0.5
         * np.abs(_class_mix(recent["digit"]) - _class_mix(reference["label"])).sum(),
-        "mean_confidence": recent["confidence"].mean(),
+        "mean_confidence": found["confidence"].mean() if len(found) else 0.0,
+        "no_digit_fraction": 1 - len(found) / len(recent),
         "labelled_images": float(len(labelled)),
     }
     if len(labelled):
@@ -136,10 +148,11 @@ def plot_monitoring(recent: pd.DataFrame, reference: pd.DataFrame) -> Figure:
     """Recent inputs and predictions against the training data, in four panels."""
     figure = Figure(figsize=(13, 3.5), layout="constrained")
     intensity, ink, mix, confidence = figure.subplots(1, 4)
+    found = recent.dropna(subset=["digit"])  # a picture with no digit found has no statistics
     for axes, column in ((intensity, "mean_intensity"), (ink, "ink_fraction")):
-        bins = np.histogram_bin_edges(pd.concat([recent[column], reference[column]]), bins=30)
+        bins = np.histogram_bin_edges(pd.concat([found[column], reference[column]]), bins=30)
         axes.hist(reference[column], bins=bins, density=True, alpha=0.5, label="training")
-        axes.hist(recent[column], bins=bins, density=True, alpha=0.5, label="recent requests")
+        axes.hist(found[column], bins=bins, density=True, alpha=0.5, label="recent requests")
         axes.set(title=column.replace("_", " "), ylabel="density")
         axes.legend()
     digits = np.arange(10)
@@ -147,6 +160,6 @@ def plot_monitoring(recent: pd.DataFrame, reference: pd.DataFrame) -> Figure:
     mix.bar(digits + 0.2, _class_mix(recent["digit"]), 0.4, label="predicted")
     mix.set(title="class mix", xticks=digits, ylabel="share")
     mix.legend()
-    confidence.hist(recent["confidence"], bins=np.linspace(0, 1, 21), color="C2")
+    confidence.hist(found["confidence"], bins=np.linspace(0, 1, 21), color="C2")
     confidence.set(title="confidence of recent predictions", ylabel="images")
     return figure

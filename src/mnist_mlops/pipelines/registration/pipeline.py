@@ -21,7 +21,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 [
                     "candidate",
                     "model_input",
-                    "real_pictures",
+                    "report_pictures",
                     "production_workspace",
                     "params:registration",
                 ],

@@ -80,14 +80,14 @@ class _Tally:
     correct: int = 0
 
     def read(self, digits: Iterable[tuple[Any, Any, Any]]) -> None:
-        """Rows as (digit, confidence, label); a row without a digit (unreadable) is skipped."""
+        """Rows as (digit, confidence, label); a row without a digit (no digit found) has no
+        confidence, and with a label it counts as read wrong."""
         for digit, confidence, label in digits:
-            if digit is None:
-                continue
-            self.confidences.append(float(confidence))
+            if digit is not None:
+                self.confidences.append(float(confidence))
             if label is not None:
                 self.labelled += 1
-                self.correct += int(digit) == int(label)
+                self.correct += digit is not None and int(digit) == int(label)
 
     def freeze(self) -> VersionEvidence:
         p99 = float(np.percentile(self.scoring_ms, 99)) if self.scoring_ms else None
@@ -162,10 +162,13 @@ def _count_shadow(
         return
     tally.shadowed += 1
     tally.scoring_ms.append(float(shadow["latency_ms"]))
-    rows = [row for row in record["rows"] if row.get("shadow_digit") is not None]
-    tally.read((row["shadow_digit"], row["shadow_confidence"], row.get("label")) for row in rows)
-    pairs[0] += len(rows)
-    pairs[1] += sum(row["shadow_digit"] == row["digit"] for row in rows)
+    rows = record["rows"]
+    tally.read(
+        (row.get("shadow_digit"), row.get("shadow_confidence"), row.get("label")) for row in rows
+    )
+    both = [row for row in rows if None not in (row["digit"], row.get("shadow_digit"))]
+    pairs[0] += len(both)
+    pairs[1] += sum(row["shadow_digit"] == row["digit"] for row in both)
 
 
 def wilson(successes: int, total: int) -> tuple[float, float]:

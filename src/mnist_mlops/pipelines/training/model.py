@@ -12,9 +12,10 @@ ARCHITECTURES = ("vgg_cnn", "lean_cnn", "original_cnn")
 PRECISIONS = ("auto", "float32", "bfloat16")
 # Training steps per call of the compiled training function: one Python round trip per 8
 # batches. Two one-core Spark workers at global batch 128 trained at 0.53x of a plain fit with 1
-# and 0.72x with 8 (measured, local-cluster[2,1,2048]); the progress callback then comes once per 8 steps. Training only:
-# tf_keras's predict fails ("Empty batch_outputs") on fewer batches than steps per execution, so
-# the models the driver holds, saves and evaluates are compiled with 1 (build_model's default).
+# and 0.72x with 8 (measured on local-cluster[2,1,2048]); the progress callback then comes once
+# per 8 steps. Training only: tf_keras's predict fails ("Empty batch_outputs") on fewer batches
+# than steps per execution, so the models the driver holds, saves and evaluates are compiled
+# with 1 (build_model's default).
 STEPS_PER_EXECUTION = 8
 
 

@@ -88,6 +88,11 @@ async function read(askedForToken = false) {
     return;
   }
   const prediction = answer.predictions[0];
+  if (prediction.digit === null) {
+    document.getElementById("digit").textContent = "?";
+    status.textContent = prediction.error;
+    return;
+  }
   document.getElementById("digit").textContent = String(prediction.digit);
   status.textContent = `${(100 * prediction.probabilities[prediction.digit]).toFixed(1)}% sure`;
   drawBars(prediction.probabilities);

@@ -1,0 +1,369 @@
+"""Locating the digit: the groups of ink that make it, read in one tone or the other.
+
+Two ways, whose readings the polarity stage weighs. A *local* reading takes as background what
+surrounds the strokes locally (so uneven light, shadows, a dark canvas on a white page or a
+plot's frame do not decide it); its ink is whatever stands out from that background, and the
+digit is the largest group of ink that is neither a line across the picture (ruled or squared
+paper, plot axes, page edges) nor a frame, with the strokes near it (the bar of a 5). A
+*whole-picture* reading splits the picture into its two tones (Otsu): it needs no paper around
+the digit (a tight crop, an enlarged low-resolution scan, thick strokes), and is kept only when
+its tone looks like strokes rather than paper, a blob or a frame.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from mnist_mlops.serving.preprocessing.masks import (
+    grow,
+    longest_runs,
+    quantile,
+    ring,
+    runs_at_least,
+    stroke_width,
+)
+
+MIN_CONTRAST = 12.0  # grey levels: below this nothing stands out from the paper
+PAPER_REACH = 0.25  # the paper around a digit: a quarter of its size on each side
+# Strokes wider than this share of their digit's size are a blob (a shadow), not a digit; thick
+# markers reach 0.3.
+BLOB = 0.4
+AXES_CONTRAST = 40.0  # grey levels: a plot's axes lines, scaled to ``WORK_SIDE``, differ more
+
+
+class _Part(NamedTuple):
+    """Connected ink: its label, pixel count and bounding box (top, left, bottom, right)."""
+
+    label: int
+    area: int
+    box: tuple[int, int, int, int]
+
+
+class Reading(NamedTuple):
+    """One polarity's digit: its size, its ink cropped to it, and how it stands off the paper."""
+
+    size: int
+    ink: np.ndarray
+    contrast: float
+    box: tuple[int, int, int, int]  # top, left, bottom, right in the picture
+    dark: bool  # dark ink on light paper
+
+
+def local_reading(gray: np.ndarray, ink: np.ndarray, dark: bool) -> Reading | None:
+    """The digit found in ``ink`` (``gray``'s dark or light ink), or None if there is none."""
+    mask, parts, labels = _digit_parts(ink)
+    if not parts:
+        return None
+    top, left, bottom, right = _union_box(parts)
+    chosen = np.zeros(labels.max() + 1, dtype=bool)
+    chosen[[part.label for part in parts]] = True
+    keep = chosen[labels[top:bottom, left:right]]
+    keep = grow(keep & mask[top:bottom, left:right])  # the strokes' soft edges
+    crop = np.where(keep, ink[top:bottom, left:right], 0.0)
+    size = max(bottom - top, right - left)
+    box = (top, left, bottom, right)
+    return Reading(size, crop, _paper_contrast(gray, keep, box, dark), box, dark)
+
+
+def _paper_contrast(
+    gray: np.ndarray, strokes: np.ndarray, box: tuple[int, int, int, int], dark: bool
+) -> float:
+    """How much darker (dark ink) or lighter the strokes are than the paper around their box.
+
+    The paper is the (lower) median grey of a band around the box, ``PAPER_REACH`` of the
+    digit's size wide: near enough to stay on a dark canvas around a light digit inside a white
+    page (wider, the page would be the paper and the canvas's fragments the ink), wide enough
+    to be mostly paper beside dense strokes (narrower, a loop's inside would be lighter than
+    its ring of strokes). Zero when the digit fills the picture (no paper to compare with).
+    """
+    top, left, bottom, right = box
+    reach = max(2, int(PAPER_REACH * max(bottom - top, right - left)))
+    outer_top, outer_left = max(0, top - reach), max(0, left - reach)
+    band = gray[outer_top : bottom + reach, outer_left : right + reach]
+    around = np.ones(band.shape, dtype=bool)
+    around[top - outer_top : bottom - outer_top, left - outer_left : right - outer_left] = False
+    if not around.any():
+        return 0.0
+    paper = quantile(band[around], 0.5)
+    ink = quantile(gray[top:bottom, left:right][strokes], 0.5)
+    return paper - ink if dark else ink - paper
+
+
+def plot_box(gray: np.ndarray) -> tuple[slice, slice] | None:
+    """Inside a plot's axes, if the picture is one: a box of straight lines (or a filled image)
+    set in from the picture's edges, whose tick labels, title and colour bar are outside it.
+
+    The box's top and bottom are the first and last rows marked across half the picture, over
+    the same columns; its sides are marked along nearly all of its height.
+    """
+    height, width = gray.shape
+    marked = np.abs(gray - np.median(ring(gray))) > AXES_CONTRAST
+    lengths, begins = longest_runs(marked)
+    long_rows = np.flatnonzero(lengths >= 0.5 * width)
+    if long_rows.size < 2:
+        return None
+    top, bottom = int(long_rows[0]), int(long_rows[-1])
+    left, right = int(begins[top]), int(begins[top] + lengths[top])
+    same_columns = (
+        abs(begins[bottom] - left) <= 2 and abs(begins[bottom] + lengths[bottom] - right) <= 2
+    )
+    set_in = top > 0 and left > 0 and bottom < height - 1 and right < width
+    large = bottom - top >= max(0.4 * height, 16) and right - left >= 16  # room for a digit
+    if not (same_columns and set_in and large):
+        return None
+    sides = marked[top : bottom + 1, [left, left + 1, right - 2, right - 1]].mean(axis=0)
+    if max(sides[:2]) < 0.9 or max(sides[2:]) < 0.9:
+        return None
+    # Two pixels in: the axes' lines, softened by scaling, stay outside.
+    return slice(top + 2, bottom - 1), slice(left + 2, right - 2)
+
+
+def background(gray: np.ndarray, light: bool) -> np.ndarray:
+    """The paper under the ink: a closing (light paper) or opening (dark) wider than strokes.
+
+    As four 1-D filters: SciPy's ``grey_closing`` does the same with more overhead (measured).
+    """
+    from scipy import ndimage
+
+    size = max(3, max(gray.shape) // 5)
+    first, then = (
+        (ndimage.maximum_filter1d, ndimage.minimum_filter1d)
+        if light
+        else (ndimage.minimum_filter1d, ndimage.maximum_filter1d)
+    )
+    for filter1d in (first, then):
+        gray = filter1d(filter1d(gray, size, axis=0), size, axis=1)
+    return gray
+
+
+def _digit_parts(ink: np.ndarray) -> tuple[np.ndarray, list[_Part], np.ndarray]:
+    """The ink mask, the pieces of it that make the digit, and the labels they refer to.
+
+    Pieces a pixel or two apart are one (a thin stroke that scaling broke up).
+    """
+    from scipy import ndimage
+
+    standing_out = ink[ink > MIN_CONTRAST]
+    if standing_out.size < 4:
+        return np.zeros(ink.shape, bool), [], np.zeros(ink.shape, dtype=np.int32)
+    # Relative to the strongest ink, so that fainter ruled lines or grids (often more pixels than
+    # the digit) fall below it.
+    strongest = quantile(standing_out, 0.97)
+    mask = ink > max(0.4 * strongest, MIN_CONTRAST)
+    mask &= ~_long_thin_lines(mask)
+    labels, count = ndimage.label(grow(mask), np.ones((3, 3)))
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    parts = [
+        _Part(label, int(areas[label]), (s[0].start, s[1].start, s[0].stop, s[1].stop))
+        for label, s in enumerate(ndimage.find_objects(labels), start=1)
+        if s is not None and areas[label] >= 4
+    ]
+    parts = [part for part in parts if not _is_clutter(part, labels, ink.shape)]
+    if not parts:
+        return mask, [], labels
+    main = max(parts, key=lambda part: part.area)
+    return mask, _with_neighbours(main, parts), labels
+
+
+def _long_thin_lines(mask: np.ndarray) -> np.ndarray:
+    """Horizontal and vertical lines across most of the picture: rules, grids, frames, axes.
+
+    Only thin lines (a few pixels across) that run at least 85% of the picture's width or height
+    qualify: no digit is that long, so a stroke crossing such a line keeps all but the crossing.
+    """
+    thick = max(3, max(mask.shape) // 40)
+    return (_vertical_lines(mask, thick) | _vertical_lines(mask.T, thick).T) & mask
+
+
+def _vertical_lines(mask: np.ndarray, thick: int) -> np.ndarray:
+    """Thin vertical lines (at most ``thick`` across, give or take a pixel of tilt) running 85% of
+    the height; searched only in the columns that have that much ink, near them."""
+    length = int(0.85 * mask.shape[0])
+    counts = mask.sum(axis=0)
+    coverage = counts.copy()  # ink in each column and its two neighbours
+    coverage[1:] += counts[:-1]
+    coverage[:-1] += counts[1:]
+    columns = np.flatnonzero(coverage >= length)
+    lines = np.zeros(mask.shape, dtype=bool)
+    if not columns.size:
+        return lines  # no line that long: nothing more to look at
+    thin = mask & ~runs_at_least(mask.T, thick + 1).T  # short across
+    widened = thin.copy()  # by a pixel either side, for a slight tilt
+    widened[:, 1:] |= thin[:, :-1]
+    widened[:, :-1] |= thin[:, 1:]
+    lines[:, columns] = runs_at_least(widened[:, columns], length)
+    return lines
+
+
+def _is_clutter(part: _Part, labels: np.ndarray, shape: tuple[int, int]) -> bool:
+    """Specks, lines across the picture, page edges and frames: ink that is not a digit."""
+    top, left, bottom, right = part.box
+    height, width = bottom - top, right - left
+    spans = height >= 0.75 * shape[0] or width >= 0.75 * shape[1]
+    thin = min(height, width) * 6 <= max(height, width)
+    touches = top == 0 or left == 0 or bottom == shape[0] or right == shape[1]
+    if spans and (thin or touches):
+        return True  # a ruled line, an axis, a page edge, a margin
+    if touches and thin and max(height / shape[0], width / shape[1]) >= 0.5:
+        return True  # a page's or a table's edge cut by the picture (a phone photo's corner)
+    if touches and max(height / shape[0], width / shape[1]) >= 0.4 and _in_border(part, labels):
+        return True  # the table beside a photographed page, slanted: along one side or two
+    if min(height, width) < max(8, 0.3 * max(height, width)):
+        return False
+    # A straight line along three or four sides of it: a frame, a canvas, a screen, plot axes.
+    mine = labels[top:bottom, left:right] == part.label
+    rows, cols = mine.mean(axis=1), mine.mean(axis=0)
+    q_rows, q_cols = max(1, height // 4), max(1, width // 4)
+    sides = (rows[:q_rows].max(), rows[-q_rows:].max(), cols[:q_cols].max(), cols[-q_cols:].max())
+    return sum(float(side) >= 0.9 for side in sides) >= 3
+
+
+def _in_border(part: _Part, labels: np.ndarray) -> bool:
+    """Whether all of a part keeps within a fifth of the picture's size from its sides."""
+    band = max(1, int(0.2 * min(labels.shape)))
+    return not (labels[band:-band, band:-band] == part.label).any()
+
+
+def _with_neighbours(main: _Part, parts: list[_Part]) -> list[_Part]:
+    """The main piece and the pieces near it that are large enough to be strokes of the digit.
+
+    A long thin piece beside the digit is a rule or a canvas edge, not a stroke.
+    """
+    top, left, bottom, right = main.box
+    size = max(bottom - top, right - left)
+    chosen = [main]
+    for part in parts:
+        p_top, p_left, p_bottom, p_right = part.box
+        long_side = max(p_bottom - p_top, p_right - p_left)
+        short_side = min(p_bottom - p_top, p_right - p_left)
+        if part is main or (long_side >= 0.6 * size and short_side * 5 <= long_side):
+            continue
+        gap = max(p_top - bottom, top - p_bottom, p_left - right, left - p_right, 0)
+        near = gap <= 0.25 * size and part.area >= 0.1 * main.area
+        if near or (gap == 0 and part.area >= 0.04 * main.area):
+            chosen.append(part)
+    return chosen
+
+
+def _union_box(parts: list[_Part]) -> tuple[int, int, int, int]:
+    boxes = np.array([part.box for part in parts])
+    return (
+        int(boxes[:, 0].min()),
+        int(boxes[:, 1].min()),
+        int(boxes[:, 2].max()),
+        int(boxes[:, 3].max()),
+    )
+
+
+def whole_picture_readings(gray: np.ndarray) -> list[Reading]:
+    """The digit read as one of the picture's two tones (Otsu's threshold), with no margin
+    needed: the ink is a tone whose pieces look like strokes, not like paper.
+
+    A tone is not ink when it covers most of the picture, or most of its border (paper around
+    the digit, or the page of a photo), or when its pieces are blobs (a shadow, the inside of
+    a loop) rather than strokes (see ``_stroke_like``).
+    """
+    levels = np.clip(gray, 0, 255).astype(np.uint8)
+    if levels.min() == levels.max():
+        return []  # one tone: nothing to read
+    dark = levels <= _otsu(levels)
+    light_level, dark_level = float(np.median(gray[~dark])), float(np.median(gray[dark]))
+    if light_level - dark_level < 2 * MIN_CONTRAST:
+        return []
+    readings = (
+        (dark, np.clip(light_level - gray, 0, None), True),
+        (~dark, np.clip(gray - dark_level, 0, None), False),
+    )
+    found = [
+        reading
+        for mask, ink, dark in readings
+        if _mostly_paper(mask)
+        for lines in _line_choices(mask)
+        if (reading := _tone_reading(mask & ~lines, ink, dark)) is not None
+    ]
+    return [reading for reading in found if _stroke_like(reading.ink)]
+
+
+def _line_choices(mask: np.ndarray) -> list[np.ndarray]:
+    """What to take away from a tone: nothing, and its long thin lines if it has some.
+
+    Both are read when there are lines: in a picture with no margin a digit's own stroke (the
+    bar of a 7, a 1) runs across the picture like a ruled line does; the model tells them apart.
+    A removal never takes most of the ink.
+    """
+    lines = _long_thin_lines(mask)
+    none = np.zeros_like(mask)
+    return [none, lines] if 0 < lines.sum() < 0.5 * mask.sum() else [none]
+
+
+def _mostly_paper(mask: np.ndarray) -> bool:
+    """Whether a tone leaves most of the picture and of its border to the other (paper).
+
+    Not asked of a narrow picture, which may be a 1 cropped to its ink, all strokes.
+    """
+    height, width = mask.shape
+    if min(height, width) < 0.4 * max(height, width):
+        return True
+    return mask.mean() <= 0.75 and ring(mask).mean() <= 0.7
+
+
+def _stroke_like(ink: np.ndarray) -> bool:
+    """Whether ink cropped to its box may be a digit's strokes: not a blob (a shadow, a loop's
+    inside: wider than ``BLOB`` of its size; 99% of MNIST's are under 0.25) nor a filled
+    rectangle with holes (a dark canvas round a light digit: over 3/4 of its box, which 1% of
+    MNIST digits reach, all narrow ones)."""
+    strokes = ink > 0.4 * ink.max()
+    height, width = strokes.shape
+    if stroke_width(strokes) > BLOB * max(height, width):
+        return False
+    return strokes.mean() <= 0.75 or min(height, width) < 0.4 * max(height, width)
+
+
+def _tone_reading(mask: np.ndarray, ink: np.ndarray, dark: bool) -> Reading | None:
+    """The digit of a tone: without the table or page edges along the picture's sides, nor
+    specks far smaller than its largest piece."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(mask, np.ones((3, 3)))
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    areas[_border_pieces(labels, count)] = 0
+    areas[0] = 0
+    if areas.max() < 4:
+        return None
+    strokes = (areas >= 0.05 * areas.max())[labels] & (labels > 0)
+    rows, cols = np.flatnonzero(strokes.any(axis=1)), np.flatnonzero(strokes.any(axis=0))
+    top, left, bottom, right = int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+    crop = np.where(grow(strokes)[top:bottom, left:right], ink[top:bottom, left:right], 0.0)
+    return Reading(max(bottom - top, right - left), crop, 0.0, (top, left, bottom, right), dark)
+
+
+def _border_pieces(labels: np.ndarray, count: int) -> np.ndarray:
+    """The labels of pieces at least 40% of the picture long that touch its sides and keep
+    within a fifth of it from them (as ``_in_border``): a table beside a photographed page."""
+    band = max(1, int(0.2 * min(labels.shape)))
+    inner = np.zeros(count + 1, dtype=bool)
+    inner[labels[band:-band, band:-band]] = True
+    touching = np.zeros(count + 1, dtype=bool)
+    touching[ring(labels)] = True
+    pieces = touching & ~inner
+    pieces[0] = False
+    for label in np.flatnonzero(pieces):  # few: only pieces along the sides
+        rows, cols = np.nonzero(labels == label)
+        height, width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+        pieces[label] = max(height / labels.shape[0], width / labels.shape[1]) >= 0.4
+    return pieces
+
+
+def _otsu(levels: np.ndarray) -> int:
+    """Otsu's threshold of 0-255 levels: the one that best separates two tones."""
+    counts = np.bincount(levels.ravel(), minlength=256).astype(np.float64)
+    weights = np.cumsum(counts)
+    sums = np.cumsum(counts * np.arange(256))
+    total, total_sum = weights[-1], sums[-1]
+    below = weights[:-1]
+    above = total - below
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (sums[:-1] * total - total_sum * below) ** 2 / (below * above)
+    return int(np.nanargmax(np.where((below > 0) & (above > 0), between, np.nan)))

@@ -1,0 +1,64 @@
+"""Each stage of the preprocessing on its own: decode, locate, polarity, to MNIST."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnist_mlops.serving.preprocessing import decode, locate, polarity, to_mnist
+from mnist_mlops.serving.preprocessing.masks import stroke_width
+
+
+def png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def tight_digit(mnist_raw, index: int = 0, side: int = 120, dark_ink: bool = True) -> np.ndarray:
+    """An MNIST test digit enlarged and cropped to its ink: no paper around it."""
+    digit = mnist_raw["test_images"][index]
+    big = np.asarray(Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC))
+    rows, cols = np.flatnonzero(big.max(axis=1) > 64), np.flatnonzero(big.max(axis=0) > 64)
+    crop = big[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32)
+    return 255 - crop if dark_ink else crop
+
+
+def test_decode_scales_a_picture_to_the_working_size():
+    gray = decode.work_grayscale(png(np.full((400, 200), 90)))
+    assert gray.shape == (decode.WORK_SIDE, decode.WORK_SIDE // 2) and gray.max() == 90
+
+
+def test_decode_refuses_what_is_not_a_batch_of_images():
+    with pytest.raises(decode.InvalidInput, match="N x 28 x 28"):
+        decode.pixels_from_array([[1, 2, 3]])
+
+
+def test_locate_reads_a_digit_with_no_margin_as_a_tone_of_the_picture(mnist_raw):
+    gray = tight_digit(mnist_raw)
+    [reading] = [r for r in locate.whole_picture_readings(gray) if r.dark]
+    top, left, bottom, right = reading.box  # all of it: nothing cut as a page edge
+    assert bottom - top >= 0.95 * gray.shape[0] and right - left >= 0.95 * gray.shape[1]
+
+
+def test_locate_takes_a_shadow_for_no_digit():
+    shade = np.full((96, 96), 230.0)
+    shade[:45, :45] = 90  # a corner in shadow: a blob, not strokes; the rest is paper
+    assert locate.whole_picture_readings(shade) == []
+
+
+@pytest.mark.parametrize("dark_ink", [True, False])
+def test_polarity_drops_the_inside_of_a_loop_of_a_tight_crop(mnist_raw, dark_ink):
+    """MNIST test digit 3 is a 0: its inside is paper, never a candidate of its own."""
+    gray = tight_digit(mnist_raw, index=3, side=90, dark_ink=dark_ink)
+    inks = polarity.digit_inks(gray)
+    assert inks and all(ink.shape[0] >= 0.9 * gray.shape[0] for ink in inks)
+
+
+def test_to_mnist_thins_thick_strokes_and_thickens_thin_ones():
+    thick, thin = np.zeros((80, 80)), np.zeros((80, 80))
+    thick[:, 25:55] = 255  # a 1 drawn with a marker: 7.5 pixels wide once fitted in 20 x 20
+    thin[:, 39:41] = 255  # and with a hairline pen: half a pixel
+    assert 2 <= stroke_width(to_mnist.mnist_like(thick) > 127) <= 5.5  # half-way to MNIST's
+    assert 1.5 <= stroke_width(to_mnist.mnist_like(thin) > 127) <= 4.5  # MNIST's: 2-4 pixels

@@ -29,8 +29,6 @@ from kedro.runner import SequentialRunner
 
 from mnist_mlops.datasets import RequestLogDataset
 from mnist_mlops.pipelines.rollout import create_pipeline
-from mnist_mlops.pipelines.rollout.evidence import Decision
-from mnist_mlops.pipelines.rollout.nodes import Gathered, RolloutState, apply_decision
 from mnist_mlops.pipelines.rollout.parameters import RolloutParameters
 from mnist_mlops.serving.process import ScoringProcess, free_port
 from mnist_mlops.serving.pyfunc import MnistDigitModel
@@ -286,16 +284,6 @@ def test_a_challenger_that_fails_to_load_gets_no_traffic(registry, servers, clie
         assert [version_of(url)["challenger"] for url in servers["urls"]] == [None, None]
     finally:
         registry["client"].delete_registered_model_alias(NAME, "canary")
-
-
-def test_aliases_moved_since_they_were_read_move_nothing(registry):
-    stale = RolloutState(
-        name=NAME, alias="canary", production="1", challenger="3", canary_since=None
-    )
-    decision = Decision(action="promote", reasons=[], missing_requests=0)
-    _, report = apply_decision(decision, stale, Gathered(evidence=None), registry["workspace"])
-    assert not report["moved"] and "aliases moved since they were read" in report["note"]
-    assert aliases(registry) == {"production": "2", "previous-production": "1"}
 
 
 def test_kedro_run_rollout_without_a_canary_says_so_and_exits_0(registry, servers):

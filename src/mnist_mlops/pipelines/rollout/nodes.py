@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +24,9 @@ from mnist_mlops.registry.records import version_string
 from mnist_mlops.workspaces import Workspace
 
 logger = logging.getLogger(__name__)
+
+CLAIM_TAG = "mnist.rollout_claim"  # on the registered model: the run about to move aliases
+CLAIM_SETTLE_S = 1.0  # between writing a claim and reading it back
 
 
 class RolloutState(BaseModel):
@@ -89,14 +94,18 @@ def apply_decision(
 ) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
     """Move the aliases the decision calls for, if nobody moved them since they were read.
 
-    MLflow has no registry lock: the aliases are read again just before moving them, and if they
-    changed (another rollout, a deploy, a person) nothing moves and the report says so.
+    MLflow has no registry lock: a run first claims the move (``_claim``), then reads the aliases
+    again just before moving them, and if they changed (another rollout, a deploy, a person)
+    nothing moves and the report says so.
 
     Returns:
         The evidence as metrics (for MLflow) and the report.
     """
     moved, note = False, _plan(decision, state)
-    if decision.action in ("promote", "rollback"):
+    if decision.action in ("promote", "rollback") and not _claim(production, state.name):
+        note = "another rollout run claimed the move at the same time: nothing moved"
+        logger.warning("%s", note)
+    elif decision.action in ("promote", "rollback"):
         now = (
             _alias(production, state.name, "production"),
             _alias(production, state.name, state.alias),
@@ -122,6 +131,18 @@ def apply_decision(
         "evidence": _evidence_report(gathered.evidence),
     }
     return _metrics(gathered.evidence), report
+
+
+def _claim(production: Workspace, name: str) -> bool:
+    """Whether this run may move the aliases: it writes its own id on the registered model,
+    waits ``CLAIM_SETTLE_S`` and reads it back. Of two runs writing at once, only the last
+    writer reads its own id back; a run that comes later finds the aliases already moved."""
+    mine = f"{uuid.uuid4().hex} {datetime.now(UTC).isoformat()}"
+    with production.session() as client:
+        client.set_registered_model_tag(name, CLAIM_TAG, mine)
+    time.sleep(CLAIM_SETTLE_S)
+    with production.session() as client:
+        return client.get_registered_model(name).tags.get(CLAIM_TAG) == mine
 
 
 def _plan(decision: Decision, state: RolloutState) -> str:

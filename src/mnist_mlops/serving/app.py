@@ -364,7 +364,7 @@ async def _internal(request: Request, exc: Exception) -> Response:
     return error(500, "INTERNAL_ERROR", "the server failed on this request")
 
 
-def create_app(config: AppConfig) -> Starlette:
+def create_app(config: AppConfig) -> MeasuredApp:
     """The app of one worker: its routes, its model follower and its request log."""
     scorer = Scorer(config)
 

@@ -18,6 +18,7 @@ from unittest import mock
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types import ColSpec, DataType, Schema
 from mlflow.types.schema import Array
 
@@ -85,7 +86,7 @@ def _likeliest_readings(
     return stacked[picks]
 
 
-class MnistDigitModel(mlflow.pyfunc.PythonModel):
+class MnistDigitModel(PythonModel):
     """Predicts the digit and the ten probabilities of each image, without TensorFlow."""
 
     # ``predict`` takes pixel arrays, dicts of them and DataFrames of photos: no one MLflow type
@@ -94,7 +95,7 @@ class MnistDigitModel(mlflow.pyfunc.PythonModel):
     # unhinted input passes it through as it is.
     _skip_type_hint_validation = True
 
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         self.load(context.artifacts[ONNX_ARTIFACT])
 
     def load(self, onnx_path: str) -> None:

@@ -13,7 +13,7 @@ export UV_COMPILE_BYTECODE := 1
 export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run test test-fast lint format retrain deploy monitor rollback
+.PHONY: setup run test test-fast lint format retrain deploy rollout monitor rollback
 setup: .venv/.synced
 
 $(UV):
@@ -36,7 +36,7 @@ lint: setup
 # A model's life after the first run (scripts/lifecycle.sh, which the workflows and the lifecycle
 # test call): PARAMS="key=value,..." goes to kedro's --params. make exits 2 on any failure; the
 # script itself exits with kedro's code (3 rejected, 4 nothing to roll back to).
-retrain deploy monitor rollback: setup  ## CT retrain; CD deploy; monitor; roll back production
+retrain deploy rollout monitor rollback: setup  ## CT retrain; CD deploy, canary rollout; monitor; roll back
 	scripts/lifecycle.sh $@ "$(PARAMS)"
 
 test: lint  ## ruff, then the whole test suite

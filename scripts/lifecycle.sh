@@ -2,7 +2,7 @@
 # One step of a model's life, exactly as the CI/CD/CT workflows run it and as the lifecycle test
 # (tests/workspaces/test_lifecycle.py) runs it, so that neither can drift from the other:
 #
-#   scripts/lifecycle.sh retrain|deploy|monitor|rollback|run [key=value,...]
+#   scripts/lifecycle.sh retrain|deploy|rollout|monitor|rollback|run [key=value,...]
 #
 # The second argument is passed to kedro run's --params. The exit code is kedro's (make would
 # turn every failure into 2): 0 done or nothing to do, 3 rejected by the registration gate or by
@@ -10,12 +10,13 @@
 # 1 a crash. KEDRO overrides the command (the test's own kedro in a scratch project); unset,
 # the project's locked environment is installed if needed and used.
 set -euo pipefail
-usage="usage: scripts/lifecycle.sh retrain|deploy|monitor|rollback|run [key=value,...]"
+usage="usage: scripts/lifecycle.sh retrain|deploy|rollout|monitor|rollback|run [key=value,...]"
 step=${1:?$usage}
 params=${2:-}
 case $step in
   retrain) args=(--env azure) ;;
   deploy) args=(--pipeline deploy --env gcp) ;;
+  rollout) args=(--pipeline rollout --env gcp) ;;
   monitor) args=(--pipeline monitor --env gcp) ;;
   rollback)
     args=(--pipeline deploy --env gcp)

@@ -1,7 +1,7 @@
 """The life of a model after its first day, as a user (and the CI/CD/CT workflows) types it:
 ``scripts/lifecycle.sh`` (what the workflows and the Makefile run) ``retrain``, ``deploy``,
-``monitor``, ``rollback`` and ``run``, each a real ``kedro run`` in a scratch project, with a real
-``kedro serve`` following ``production`` throughout.
+``rollout``, ``monitor``, ``rollback`` and ``run``, each a real ``kedro run`` in a scratch
+project, with a real ``kedro serve --env gcp`` following ``production`` and ``canary`` throughout.
 
 Run on the embedded default (two local SQLite stores) and on the local workspaces of ``kedro
 workspaces up`` (basic-auth MLflow servers on PostgreSQL, Azure Blob and GCS emulators). After
@@ -41,10 +41,7 @@ TINY = {
     "training.hyperparameters.learning_rate": 0.003,
     "registration.min_test_accuracy": 0.3,
 }
-DEPLOY = {
-    # conf/gcp deploys as a canary once a version is in production; this life promotes directly
-    # (the canary's own life: tests/pipelines/rollout/test_rollout.py)
-    "deployment.mode": "direct",
+DEPLOY = {  # conf/gcp: the first version goes to production, later ones to canary first
     "deployment.min_test_accuracy": 0.3,
     "deployment.min_photo_accuracy": 0.0,
     "deployment.infra_requests": 1,
@@ -53,6 +50,15 @@ DEPLOY = {
 # worse than production's on MNIST test, which the gate then tolerates.
 RETRAIN = TINY | {"data_prep.max_train_images": 1280, "registration.max_regression": 1}
 MONITOR = {"monitoring.min_images": 60, "monitoring.thresholds.min_labelled_images": 30}
+# Two quick models read MNIST differently enough to fail the shipped agreement and accuracy
+# thresholds (they are judged in tests/pipelines/rollout): here the canary must only get through.
+ROLLOUT = {
+    "rollout.min_requests": 40,
+    "rollout.thresholds.min_shadow_agreement": 0.0,
+    "rollout.thresholds.max_accuracy_drop": 1.0,
+    "rollout.thresholds.max_confidence_drop": 1.0,
+    "rollout.thresholds.max_latency_ratio": 100.0,
+}
 
 
 def params(values: dict) -> str:
@@ -169,6 +175,31 @@ def await_version(server: ScoringProcess, version: str, timeout_s: float = 60) -
     assert server.process.poll() is None and server.process.pid == pid
 
 
+def await_challenger(server: ScoringProcess, version: str, timeout_s: float = 60) -> None:
+    """Wait until the server follows ``version`` as its challenger (the canary alias)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with urllib.request.urlopen(f"{server.url}/version", timeout=10) as response:
+            challenger = json.load(response)["challenger"]
+        if challenger and str(challenger["model_version"]) == version:
+            return
+        assert time.monotonic() < deadline, f"challenger still {challenger}"
+        time.sleep(0.5)
+
+
+def send_traffic(server: ScoringProcess, images: np.ndarray, labels: np.ndarray) -> None:
+    """One labelled image per request: each is answered by the canary or shadowed by it."""
+    for image, label in zip(images, labels, strict=True):
+        body = {"inputs": [image.tolist()], "params": {"labels": [int(label)]}}
+        request = urllib.request.Request(
+            f"{server.url}/invocations",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200
+
+
 def send_drifted_traffic(server: ScoringProcess, images: np.ndarray, labels: np.ndarray) -> None:
     """Inverted digits (white paper, dark ink) with their labels as feedback, in batches."""
     inverted = 255 - images
@@ -217,14 +248,21 @@ def test_the_life_of_a_model(life, server, mnist_raw):
     life.step("monitor", MONITOR, "2 monitor")
     assert life.report("monitoring_report")["retrain"] is True
 
-    # 3. Retrain on twice the images: v2 gated against production v1, pushed, deployed; the
-    #    running server answers with v2; v2's card compares it with v1.
+    # 3. Retrain on twice the images: v2 gated against production v1, pushed, deployed as the
+    #    canary; live traffic; the rollout promotes it and the running server answers with v2;
+    #    v2's card compares it with v1.
     output = life.step("retrain", RETRAIN, "3 retrain")
     no_traceback(output)
     gate = life.report("gate_evaluation")
     assert gate["production_version"] == "1" and gate["production_test_accuracy"] > 0
     assert "of production version 1" in life.summary()
     life.step("deploy", DEPLOY, "3 retrain")
+    assert life.aliases() == {"production": "1", "canary": "2", "staging": "2"}
+    assert life.version("2").tags["mnist.deploy_status"] == "canary"
+    await_challenger(server, "2")
+    send_traffic(server, mnist_raw["test_images"][100:160], mnist_raw["test_labels"][100:160])
+    life.step("rollout", ROLLOUT, "3 retrain")
+    assert life.report("rollout_report")["action"] == "promote", life.report("rollout_report")
     assert life.aliases() == {"production": "2", "previous-production": "1", "staging": "2"}
     await_version(server, "2")
     card = card_of(life, "2")

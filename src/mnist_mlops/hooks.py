@@ -119,6 +119,7 @@ def section_models() -> dict[str, type[Section]]:
     from mnist_mlops.pipelines.monitor.parameters import MonitoringParameters
     from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
     from mnist_mlops.pipelines.training.parameters import TrainingParameters
+    from mnist_mlops.pipelines.tune.parameters import TuningParameters
 
     models = (
         BatchPredictParameters,
@@ -127,6 +128,7 @@ def section_models() -> dict[str, type[Section]]:
         MonitoringParameters,
         RegistrationParameters,
         TrainingParameters,
+        TuningParameters,
     )
     return {model.section: model for model in models}
 

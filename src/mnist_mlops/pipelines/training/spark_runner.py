@@ -36,11 +36,11 @@ class _ReportingTrainFn:
         except Exception as exc:
             detail = "".join(traceback.format_exception(exc)[-6:])
             raise RuntimeError(
-                f"{_BEGIN}{_this_worker()} failed with {type(exc).__name__}: {exc}\n{detail}{_END}"
+                f"{_BEGIN}{this_worker()} failed with {type(exc).__name__}: {exc}\n{detail}{_END}"
             ) from exc
 
 
-def _this_worker() -> str:
+def this_worker() -> str:
     """Which worker this is: its rank (the Spark partition), its executor and its process.
 
     The driver learns none of it from a failed barrier stage ("barrier task ResultTask(0, 1)

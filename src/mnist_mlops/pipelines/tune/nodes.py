@@ -119,7 +119,9 @@ def plot_tuning_history(study: StudyHandle, trials: pd.DataFrame) -> Figure:
     """Optuna's optimisation history: each trial's validation accuracy and the best so far."""
     from optuna.visualization.matplotlib import plot_optimization_history
 
-    return _figure(plot_optimization_history, study.load())
+    figure = _figure(plot_optimization_history, study.load())
+    figure.axes[0].set_ylabel("validation accuracy, last epoch")
+    return figure
 
 
 def plot_param_importances(study: StudyHandle, summary: dict[str, Any]) -> Figure:

@@ -147,7 +147,11 @@ OBJECTIVE_KEY = "val_accuracy"
 def _attributes(outcome: TrialOutcome, wall_s: float) -> dict[str, Any]:
     """What the storage keeps of where and how long a trial ran (host and pid are set by the
     executor when the trial starts)."""
-    found: dict[str, Any] = {"wall_s": round(wall_s, 3), "fit_s": round(outcome.fit_s, 3)}
+    found: dict[str, Any] = {
+        "wall_s": round(wall_s, 3),
+        "fit_s": round(outcome.fit_s, 3),
+        "cpu_s": round(outcome.cpu_s, 3),
+    }
     if outcome.pid:  # else the task never returned: the executor's own record stands
         found.update(host=outcome.host, pid=outcome.pid, threads=outcome.threads)
     if outcome.error:

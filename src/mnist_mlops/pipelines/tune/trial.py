@@ -36,6 +36,7 @@ class TrialOutcome:
     pid: int
     threads: str  # TF_NUM_INTRAOP_THREADS of the process: the slot's cores
     fit_s: float = 0.0  # inside fit_model: model, data, epochs
+    cpu_s: float = 0.0  # the process's CPU time meanwhile: fit_s / cpu_s shows contention
     history: dict[str, list[float]] = field(default_factory=dict)
     error: str = ""
 
@@ -59,7 +60,7 @@ def run_trial(task: TrialTask) -> TrialOutcome:
     outcome = TrialOutcome(
         "complete", threads=os.environ.get("TF_NUM_INTRAOP_THREADS", ""), **where
     )
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     try:
         _fresh_keras_state()
         fitted = fit_model(
@@ -75,6 +76,7 @@ def run_trial(task: TrialTask) -> TrialOutcome:
         outcome.state = "failed"
         outcome.error = "".join(traceback.format_exception_only(exc)).strip()
     outcome.fit_s = time.perf_counter() - started
+    outcome.cpu_s = time.process_time() - cpu
     return outcome
 
 

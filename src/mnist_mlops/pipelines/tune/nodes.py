@@ -21,6 +21,9 @@ from mnist_mlops.pipelines.tune.tracking import TrialRuns
 
 logger = logging.getLogger(__name__)
 
+# fANOVA fits a forest to the completed trials: with fewer, every parameter comes out alike.
+MIN_TRIALS_FOR_IMPORTANCES = 4
+
 
 def open_tuning_study(tuning: TuningParameters, tuning_storage: StudyStorage) -> StudyHandle:
     """Create the study or resume it, before any trial: an unreachable storage or a study made
@@ -107,6 +110,9 @@ def _importances(optuna_study: Any) -> dict[str, float]:
     """fANOVA importances; empty while too few trials completed to estimate them."""
     import optuna
 
+    completed = optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(completed) < MIN_TRIALS_FOR_IMPORTANCES:
+        return {}
     try:
         found = optuna.importance.get_param_importances(optuna_study)
     except (ValueError, RuntimeError) as exc:
@@ -130,7 +136,9 @@ def plot_param_importances(study: StudyHandle, summary: dict[str, Any]) -> Figur
 
     if not summary["importances"]:
         figure = Figure(figsize=(6, 2))
-        figure.text(0.5, 0.5, "Too few completed trials for importances", ha="center")
+        figure.text(
+            0.5, 0.5, f"Importances need {MIN_TRIALS_FOR_IMPORTANCES} completed trials", ha="center"
+        )
         return figure
     return _figure(plot, study.load())
 

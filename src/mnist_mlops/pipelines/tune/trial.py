@@ -51,15 +51,15 @@ def run_trial(task: TrialTask) -> TrialOutcome:
     import optuna
 
     from mnist_mlops.pipelines.training.fit import fit_model
+    from mnist_mlops.pipelines.training.spark_runner import this_worker
 
     study = task.study.load()
     trial = optuna.trial.Trial(study, task.trial_id)
-    where = {"host": socket.gethostname(), "pid": os.getpid()}
-    for key, value in where.items():  # visible in the storage while the trial runs
+    where = {"host": socket.gethostname(), "pid": os.getpid(), "worker": this_worker()}
+    for key, value in where.items():  # in the storage while the trial runs: who runs it
         trial.set_user_attr(key, value)
-    outcome = TrialOutcome(
-        "complete", threads=os.environ.get("TF_NUM_INTRAOP_THREADS", ""), **where
-    )
+    threads = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
+    outcome = TrialOutcome("complete", where["host"], where["pid"], threads)
     started, cpu = time.perf_counter(), time.process_time()
     try:
         _fresh_keras_state()

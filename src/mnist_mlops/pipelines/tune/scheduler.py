@@ -77,11 +77,12 @@ class Study:
     def __post_init__(self) -> None:
         import optuna
 
-        sampler = optuna.samplers.TPESampler(
-            seed=self.handle.sampler_seed,
-            constant_liar=True,  # trials in parallel
-        )
-        self.optuna_study = self.handle.load(sampler)
+        self.optuna_study = self.handle.load()
+        seed = self.handle.sampler_seed
+        if seed is not None:  # a resumed study must not replay its first trials' values
+            seed += len(self.optuna_study.get_trials(deepcopy=False))
+        # constant_liar: running trials count as bad ones, so parallel trials spread out.
+        self.optuna_study.sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
     def ask(self) -> tuple[TrialTask, dict[str, Any]]:
         with self.lock:

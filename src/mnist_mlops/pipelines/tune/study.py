@@ -29,14 +29,12 @@ class StudyHandle:
     pruner: Pruner
     sampler_seed: int | None = None
 
-    def load(self, sampler: Any = None) -> Any:
+    def load(self) -> Any:
+        """The study with its pruner (Optuna keeps no pruner in the storage)."""
         import optuna
 
         return optuna.load_study(
-            study_name=self.name,
-            storage=self.storage.open(),
-            sampler=sampler,
-            pruner=make_pruner(self.pruner),
+            study_name=self.name, storage=self.storage.open(), pruner=make_pruner(self.pruner)
         )
 
 

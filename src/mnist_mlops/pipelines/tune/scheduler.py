@@ -21,7 +21,7 @@ from mnist_mlops.pipelines.training.model import resolve_precision
 from mnist_mlops.pipelines.training.parameters import Hyperparameters
 from mnist_mlops.pipelines.training.spark_runner import spark_failure, watchdog
 from mnist_mlops.pipelines.tune.parameters import TuningParameters
-from mnist_mlops.pipelines.tune.study import StudyHandle, sample
+from mnist_mlops.pipelines.tune.study import OBJECTIVE, StudyHandle, sample
 from mnist_mlops.pipelines.tune.tracking import TrialRuns
 from mnist_mlops.pipelines.tune.trial import TrialOutcome, TrialTask, run_trial
 
@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 # What a trial trains on: the search reads no test image.
 SEARCH_ARRAYS = ("train_images", "train_labels", "validation_images", "validation_labels")
+RUN_STATES = ("complete", "pruned", "failed")
 
 
 @dataclass
@@ -69,7 +70,6 @@ class Study:
     runs: TrialRuns
     budget: Budget
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RUN_STATES, 0))
-    running: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     optuna_study: Any = None
     asked: dict[int, Any] = field(default_factory=dict)  # running trials by number
@@ -89,7 +89,6 @@ class Study:
             trial = self.optuna_study.ask()
             values = sample(trial, self.tuning.space)
             self.asked[trial.number] = trial
-            self.running += 1
         architecture = values.pop("architecture")
         hyperparameters = Hyperparameters.model_validate(
             {**self.recipe.model_dump(), **values}
@@ -108,6 +107,7 @@ class Study:
         return task, {"architecture": architecture, **hyperparameters}
 
     def tell(self, task: TrialTask, outcome: TrialOutcome, wall_s: float) -> Any:
+        """Record how the trial ended (where, how long, its error) and tell the study."""
         from optuna.trial import TrialState
 
         study = self.optuna_study
@@ -116,33 +116,30 @@ class Study:
             for key, value in _attributes(outcome, wall_s).items():
                 trial.set_user_attr(key, value)
             if outcome.state == "complete":
-                value = outcome.history[OBJECTIVE_KEY][-1]
-                finished = study.tell(task.number, value)
+                finished = study.tell(task.number, outcome.history[OBJECTIVE][-1])
             else:
                 state = TrialState.PRUNED if outcome.state == "pruned" else TrialState.FAIL
                 finished = study.tell(task.number, state=state)
-            self.running -= 1
             self.counts[outcome.state] += 1
-            best = _best(study)
-        logger.info(
-            "trial %d %s%s in %.0f s on %s pid %d | %d done (%s); best %s; %d running; %s",
-            task.number,
-            outcome.state,
-            "" if finished.value is None else f" (val_accuracy {finished.value:.4f})",
-            wall_s,
-            outcome.host,
-            outcome.pid,
-            sum(self.counts.values()),
-            ", ".join(f"{n} {state}" for state, n in self.counts.items()),
-            best,
-            self.running,
-            self.budget.minutes_left(),
-        )
+            self._log_progress(finished, outcome.state, wall_s)
         return finished
 
-
-RUN_STATES = ("complete", "pruned", "failed")
-OBJECTIVE_KEY = "val_accuracy"
+    def _log_progress(self, finished: Any, state: str, wall_s: float) -> None:
+        """One line per trial ended: where, and the study's progress against the budget."""
+        logger.info(
+            "trial %d %s%s in %.0f s on %s pid %s | %d done (%s); best %s; %d running; %s",
+            finished.number,
+            state,
+            "" if finished.value is None else f" ({OBJECTIVE} {finished.value:.4f})",
+            wall_s,
+            finished.user_attrs.get("host", "?"),
+            finished.user_attrs.get("pid", "?"),
+            sum(self.counts.values()),
+            ", ".join(f"{n} {state}" for state, n in self.counts.items()),
+            _best(self.optuna_study),
+            len(self.asked),
+            self.budget.minutes_left(),
+        )
 
 
 def _attributes(outcome: TrialOutcome, wall_s: float) -> dict[str, Any]:

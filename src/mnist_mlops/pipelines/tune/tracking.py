@@ -25,14 +25,15 @@ class TrialRuns:
         from mlflow import MlflowClient
 
         self.parent_run_id, self.study_name = parent_run_id, study_name
-        self.client = MlflowClient()
+        # No client without a parent: MLflow 3 would create its default store (./mlflow.db).
+        self.client = MlflowClient() if parent_run_id else None
         self.experiment_id = (
-            self.client.get_run(parent_run_id).info.experiment_id if parent_run_id else None
+            self.client.get_run(parent_run_id).info.experiment_id if self.client else None
         )
 
     def start(self, number: int, params: dict[str, Any]) -> str | None:
         """A running run for trial ``number`` with its sampled parameters; its id."""
-        if self.parent_run_id is None:
+        if self.client is None:
             return None
         run = self.client.create_run(
             self.experiment_id,
@@ -48,7 +49,7 @@ class TrialRuns:
 
     def end(self, run_id: str | None, trial: Any, outcome: TrialOutcome, wall_s: float) -> None:
         """Close the run: per-epoch validation accuracy, state, wall time, host and process."""
-        if run_id is None:
+        if self.client is None or run_id is None:
             return
         from mlflow.entities import Metric
 

@@ -75,7 +75,9 @@ def model_input(images: int, folder: Path):
     return dataset.load()
 
 
-def study_run(context, bundle, folder: Path, slots: int, trials: int) -> dict[str, float]:
+def study_run(
+    context, bundle, folder: Path, slots: int, trials: int, precision: str
+) -> dict[str, float]:
     """One fresh study of ``trials`` identical trials on ``slots`` slots: its figures."""
     tuning = TuningParameters.model_validate(
         {
@@ -93,7 +95,7 @@ def study_run(context, bundle, folder: Path, slots: int, trials: int) -> dict[st
     driver = scheduler.Study(
         handle=handle,
         tuning=tuning,
-        recipe=training.hyperparameters,
+        recipe=training.hyperparameters.model_copy(update={"precision": precision}),
         bundle=bundle,
         runs=TrialRuns(None, tuning.study_name),
         budget=scheduler.Budget(trials, None),
@@ -119,20 +121,30 @@ def study_run(context, bundle, folder: Path, slots: int, trials: int) -> dict[st
 @click.option("--images", default=3000, show_default=True, help="Training images per trial.")
 @click.option("--trials", default=6, show_default=True, help="Trials per study.")
 @click.option("--repeats", default=3, show_default=True)
-def main(images: int, trials: int, repeats: int) -> None:
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "float32", "bfloat16"]),
+    default="auto",
+    show_default=True,
+    help="The trials' (auto: bfloat16 where the CPU has it, as the recipe).",
+)
+def main(images: int, trials: int, repeats: int, precision: str) -> None:
     settings = yaml.safe_load((ROOT / "conf/base/spark.yml").read_text())
     settings.update({"spark.master": "local[2]", "spark.app.name": "tuning-benchmark"})
     context = start_spark(settings).sparkContext
     context.setLogLevel("ERROR")
     with tempfile.TemporaryDirectory() as folder:
         bundle = model_input(images, Path(folder))
-        study_run(context, bundle, Path(folder), 2, 2)  # warm both Python workers
+        study_run(context, bundle, Path(folder), 2, 2, precision)  # warm both Python workers
         results: dict[int, list[dict[str, float]]] = {1: [], 2: []}
         for repeat in range(repeats):
             for slots in (1, 2) if repeat % 2 == 0 else (2, 1):  # alternate the order
-                results[slots].append(study_run(context, bundle, Path(folder), slots, trials))
+                run = study_run(context, bundle, Path(folder), slots, trials, precision)
+                results[slots].append(run)
                 print(f"repeat {repeat + 1} slots {slots}: {results[slots][-1]}", flush=True)
-    print(f"\n{images} images, 1 epoch, {trials} trials per study, medians of {repeats}:")
+    print(
+        f"\n{images} images, 1 epoch, {precision}, {trials} trials per study, medians of {repeats}:"
+    )
     print(
         "| trials at once | trials/hour | fit_s | its CPU s | job overhead s | whole overhead s |"
     )

@@ -200,3 +200,43 @@ def test_a_rejected_candidate_still_shows_what_was_trained_and_why_it_stopped():
     assert "## Training" in text and "| custom/original_cnn | 2 |" in text
     assert "## Stopped\n\nRuntimeError: Candidate rejected, nothing registered" in text
     assert "kedro serve" not in text and "`kedro mlflow ui`" in text
+
+
+def _tuning_summary() -> dict:
+    return {
+        "study": "mnist-recipe",
+        "storage": "postgresql database optuna at 127.0.0.1:5432",
+        "this_run": {"trials": 12, "complete": 7, "pruned": 4, "failed": 1},
+        "study_trials": {"trials": 20, "complete": 13, "pruned": 6, "failed": 1},
+        "best": {
+            "number": 9,
+            "val_accuracy": 0.99612,
+            "params": {"architecture": "vgg_cnn", "learning_rate": 0.0041234, "epochs": 6},
+        },
+        "importances": {"learning_rate": 0.52, "epochs": 0.21, "dropout": 0.1, "zoom": 0.05},
+    }
+
+
+def test_a_study_says_its_trials_its_best_and_what_comes_next():
+    text = render("Run summary: tune", {"tuning_summary": _tuning_summary()}, REGISTRATION, {})
+    flat = " ".join(text.split())
+    assert "## Tuning" in text and "## Training" not in text
+    assert (
+        "Study mnist-recipe (postgresql database optuna at 127.0.0.1:5432): 12 trial(s) this run "
+        "(7 complete, 4 pruned, 1 failed), 20 in the study." in flat
+    )
+    assert "Best: trial 9, validation accuracy 99.61%: architecture vgg_cnn," in flat
+    assert "learning_rate 0.004123, epochs 6." in flat
+    assert "Most important: learning_rate 0.52, epochs 0.21, dropout 0.10." in flat
+    assert "`kedro run --env azure --params training.recipe=tuned`" in flat
+    assert all(len(line) <= 100 for line in text.splitlines())
+
+
+def test_a_tuned_training_run_says_which_trial_it_trained():
+    recipe = {"recipe": "tuned", "study": "mnist-recipe", "trial": 9, "val_accuracy": 0.99612}
+    text = render("t", {**_whole_flow(), "recipe": recipe}, REGISTRATION, REPORTS)
+    assert "Recipe: tuned, trial 9 of study mnist-recipe (validation accuracy 99.61%" in " ".join(
+        text.split()
+    )
+    default = render("t", {**_whole_flow(), "recipe": {"recipe": "default"}}, REGISTRATION, {})
+    assert "Recipe:" not in default

@@ -254,3 +254,35 @@ def test_a_worker_raising_fails_the_node_quickly_and_names_the_worker(cluster, t
     ), output[-5000:]
     assert "did not finish within" not in output
     assert_failed_and_nothing_registered(project)
+
+
+def test_tuning_runs_one_trial_per_worker(cluster, tmp_path):
+    from tests.pipelines.tune.test_tune import PARAMS
+
+    project = scratch_project(tmp_path)
+    params = {**PARAMS, "tuning.n_trials": 2, "tuning.pruner.kind": "none"}
+    arguments = ",".join(f"{key}={value}" for key, value in params.items())
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "kedro"), "run", "--pipeline", "tune", "--env",
+         "azure", "--params", arguments],
+        cwd=project,
+        env=environment(cluster),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Tuning on 2 slot(s) of Spark {cluster.master_url}" in result.stdout
+    import optuna
+
+    from mnist_mlops.datasets import StudyStorage
+
+    storage = StudyStorage(journal=str(project / "data/06_models/optuna/journal.log")).open()
+    trials = optuna.load_study(study_name=PARAMS["tuning.study_name"], storage=storage).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    # Each in its own executor (one per worker), at the same time, with one TensorFlow thread.
+    workers = [re.search(r"executor \d+", t.user_attrs["worker"]).group() for t in trials]
+    assert len(set(workers)) == 2, workers
+    first, second = sorted(trials, key=lambda t: t.datetime_start)
+    assert second.datetime_start < first.datetime_complete
+    assert {t.user_attrs["threads"] for t in trials} == {"1"}

@@ -120,6 +120,7 @@ def section_models() -> dict[str, type[Section]]:
     from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
     from mnist_mlops.pipelines.rollout.parameters import RolloutParameters
     from mnist_mlops.pipelines.training.parameters import TrainingParameters
+    from mnist_mlops.pipelines.tune.parameters import TuningParameters
 
     models = (
         BatchPredictParameters,
@@ -129,6 +130,7 @@ def section_models() -> dict[str, type[Section]]:
         RegistrationParameters,
         RolloutParameters,
         TrainingParameters,
+        TuningParameters,
     )
     return {model.section: model for model in models}
 

@@ -43,10 +43,15 @@ SUMMARISED = (
     "production_model_version",
     "deployment_report",
     "monitoring_report",
+    "tuning_summary",
+    "recipe",
 )
 REGISTERED = ("gate_evaluation", "sandbox_model_version", "production_model_version")
 # Files worth opening after the run, by the catalog entry that writes them.
 REPORTS = {
+    "tuning_history_chart": "tuning history chart",
+    "tuning_importance_chart": "parameter importance chart",
+    "tuning_trials": "tuning trials table",
     "strategy_comparison_chart": "strategy comparison chart",
     "strategy_comparison": "strategy comparison table",
     "gate_evaluation": "registration gate evaluation",
@@ -90,6 +95,43 @@ def strategy_section(comparison: pd.DataFrame, champion: dict[str, Any] | None) 
             "the fastest wins a tie).",
         ]
     return [*lines, ""]
+
+
+def tuning_section(summary: dict[str, Any]) -> list[str]:
+    """The study's trials (this run's and in all), its best trial and what mattered most."""
+    run, study = summary["this_run"], summary["study_trials"]
+    lines = [
+        "## Tuning",
+        "",
+        f"Study {summary['study']} ({summary['storage']}): {run['trials']} trial(s) this run "
+        f"({run['complete']} complete, {run['pruned']} pruned, {run['failed']} failed), "
+        f"{study['trials']} in the study.",
+    ]
+    best = summary["best"]
+    if best is not None:
+        values = ", ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in best["params"].items()
+        )
+        lines.append(
+            f"Best: trial {best['number']}, validation accuracy {_percent(best['val_accuracy'])}: "
+            f"{values}."
+        )
+    if summary["importances"]:
+        top = list(summary["importances"].items())[:3]
+        lines.append("Most important: " + ", ".join(f"{k} {v:.2f}" for k, v in top) + ".")
+    return [*lines, ""]
+
+
+def recipe_line(recipe: dict[str, Any]) -> list[str]:
+    """Which recipe the strategies trained, when it is a tuned one."""
+    if recipe["recipe"] != "tuned":
+        return []
+    return [
+        f"Recipe: tuned, trial {recipe['trial']} of study {recipe['study']} (validation "
+        f"accuracy {_percent(recipe['val_accuracy'])} in the search).",
+        "",
+    ]
 
 
 def registration_section(
@@ -214,6 +256,10 @@ def next_steps(outputs: dict[str, Any], error: BaseException | None = None) -> l
     if error is not None:
         return [*lines, "- see what ran: `kedro mlflow ui`"]
     report: DeploymentReport | None = outputs.get("deployment_report")
+    if outputs.get("tuning_summary", {}).get("best"):
+        lines.append(
+            "- train with the best trial: `kedro run --env azure --params training.recipe=tuned`"
+        )
     if report and report.action in ("deploy", "rollback"):
         lines.append("- serve it: `kedro serve --env gcp`")
     elif "production_model_version" in outputs:
@@ -248,7 +294,10 @@ def render(
         error: what stopped the run (a rejected candidate, a failed check), if anything did.
     """
     body: list[str] = []
+    if "tuning_summary" in outputs:
+        body += tuning_section(outputs["tuning_summary"])
     if "strategy_comparison" in outputs:
+        body += recipe_line(outputs.get("recipe", {"recipe": "default"}))
         body += strategy_section(outputs["strategy_comparison"], outputs.get("champion"))
     gate, sandbox, pushed = (outputs.get(name) for name in REGISTERED)
     if gate or sandbox or pushed:

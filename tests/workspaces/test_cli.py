@@ -49,3 +49,25 @@ def test_up_installs_what_is_missing_and_says_what_it_could_not(tmp_path, monkey
     assert ran.exists(), "the install script did not run"
     assert result.exit_code != 0 and not (tmp_path / "state").exists()
     assert "cannot start the local workspaces: no Azurite" in result.output
+
+
+def test_the_sandbox_keeps_optuna_studies_in_a_database_of_their_own(local_workspaces):
+    import yaml
+
+    from mnist_mlops.datasets import StudyStorageDataset
+    from mnist_mlops.pipelines.tune.parameters import TuningParameters
+    from mnist_mlops.pipelines.tune.study import open_study
+    from tests.conftest import PROJECT_ROOT
+    from tests.workspaces.conftest import query
+
+    url = local.variables()["AZURE_OPTUNA_STORAGE"]
+    password = local_workspaces["sandbox"].postgres.password
+    storage = StudyStorageDataset(journal="unused.log", credentials={"url": url}).load()
+    assert password not in storage.display and password not in repr(storage)
+    tuning = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_tuning.yml").read_text())
+    study = open_study(TuningParameters.model_validate(tuning["tuning"]), storage).load()
+    study.tell(study.ask(), 0.99)
+    assert study.best_value == 0.99
+    # MLflow's database holds none of Optuna's tables.
+    tables = query(local_workspaces, "sandbox", "SELECT tablename FROM pg_tables")
+    assert "studies" not in {name for (name,) in tables}

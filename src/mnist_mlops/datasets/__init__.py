@@ -8,6 +8,7 @@ from mnist_mlops.datasets.picture_set_dataset import PictureSetDataset
 from mnist_mlops.datasets.record_dataset import RecordDataset
 from mnist_mlops.datasets.request_log_dataset import RequestLogDataset
 from mnist_mlops.datasets.strategy_run_dataset import StrategyRunDataset
+from mnist_mlops.datasets.study_storage_dataset import StudyStorage, StudyStorageDataset
 
 # The type MlflowWorkspaceDataset loads, importable from here too.
 from mnist_mlops.workspaces import Workspace, WorkspaceError
@@ -22,6 +23,8 @@ __all__ = [
     "RecordDataset",
     "RequestLogDataset",
     "StrategyRunDataset",
+    "StudyStorage",
+    "StudyStorageDataset",
     "Workspace",
     "WorkspaceError",
 ]

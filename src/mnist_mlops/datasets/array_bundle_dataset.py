@@ -23,13 +23,14 @@ class ArrayBundle:
 
     uri: str
     storage_options: dict[str, Any] = field(default_factory=dict)
+    names: tuple[str, ...] | None = None  # the arrays load() reads; None: all of them
 
     def load(self) -> dict[str, np.ndarray]:
-        """Read every array of the bundle."""
+        """Read the bundle's arrays (those of ``names`` only, when given)."""
         with fsspec.open(self.uri, "rb", **self.storage_options) as f:
             buffer = io.BytesIO(f.read())
         with np.load(buffer, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
+            return {name: npz[name] for name in npz.files if name in (self.names or npz.files)}
 
 
 class ArrayBundleDataset(FileDataset[dict[str, np.ndarray], ArrayBundle]):

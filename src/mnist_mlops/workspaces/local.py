@@ -115,7 +115,7 @@ class LocalWorkspace:
         self.folder.mkdir(parents=True, exist_ok=True)
         base = {k: os.environ[k] for k in INHERITED_VARIABLES if k in os.environ}
         with ThreadPoolExecutor(2) as pool:  # the two stores are independent
-            database = pool.submit(self.postgres.start, ("mlflow", "mlflow_auth"))
+            database = pool.submit(self.postgres.start, self.databases())
             if isinstance(self.store, AzureBlobStore):
                 store = pool.submit(self.store.start, ("mlflow", DATA_CONTAINER), base)
             else:
@@ -123,6 +123,11 @@ class LocalWorkspace:
             database.result(), store.result()
         if self.mlflow.pid() is None:
             self._start_mlflow(base)
+
+    def databases(self) -> tuple[str, ...]:
+        """MLflow's two, and the sandbox's Optuna studies in a database of their own (Optuna and
+        MLflow each keep an alembic version table: one database cannot hold both)."""
+        return ("mlflow", "mlflow_auth", *(("optuna",) if self.name == "sandbox" else ()))
 
     def _start_mlflow(self, base: dict[str, str]) -> None:
         ini = self.folder / "basic_auth.ini"
@@ -173,6 +178,7 @@ class LocalWorkspace:
         if isinstance(self.store, AzureBlobStore):  # the model input lives in the sandbox
             found["MNIST_DATA_ROOT"] = f"abfs://{DATA_CONTAINER}"
             found["AZURE_STORAGE_CONNECTION_STRING"] = self.store.connection_string
+            found["AZURE_OPTUNA_STORAGE"] = self.postgres.uri("optuna", with_password=True)
         return found
 
 

@@ -13,6 +13,7 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from mnist_mlops.workspaces.daemons import Daemon, ServiceError, answers
 
@@ -44,10 +45,13 @@ class Postgres:
         found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: p.parts)
         return found[-1].parent if found else None
 
-    def uri(self, database: str) -> str:
+    def uri(self, database: str, with_password: bool = False) -> str:
         """The SQLAlchemy URI (driver psycopg2: SQLAlchemy 2.1 defaults to psycopg 3); the
-        password reaches MLflow as ``PGPASSWORD``, never in the URI."""
-        return f"postgresql+psycopg2://{self.USER}@127.0.0.1:{self.port}/{database}"
+        password reaches MLflow as ``PGPASSWORD``, never in the URI. The Optuna study's URI
+        (``with_password``) is a secret to export, as ``status`` prints: the trials' Spark
+        workers open it with no other variable."""
+        user = f"{self.USER}:{quote(self.password, safe='')}" if with_password else self.USER
+        return f"postgresql+psycopg2://{user}@127.0.0.1:{self.port}/{database}"
 
     def _command(self, tool: str, *args: str) -> list[str]:
         binaries = self.binaries()

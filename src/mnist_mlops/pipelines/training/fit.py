@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,7 @@ def fit_model(
     hyperparameters: dict[str, Any],
     architecture: str,
     communication: str | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> FitOutcome:
     """Train one model on the bundle's training split, validating after each epoch.
 
@@ -90,7 +92,7 @@ def fit_model(
         validation_data=evaluation_dataset(
             arrays["validation_images"], arrays["validation_labels"]
         ),
-        callbacks=[progress],
+        callbacks=[progress, *callbacks],
         verbose=0,
     )
     return FitOutcome(

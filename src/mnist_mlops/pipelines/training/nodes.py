@@ -12,9 +12,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mnist_mlops.datasets import ArrayBundle
+from mnist_mlops.datasets.study_storage_dataset import StudyStorage
 from mnist_mlops.pipelines.training.fit import FitOutcome, evaluation_dataset, fit_model
-from mnist_mlops.pipelines.training.parameters import TrainingParameters
+from mnist_mlops.pipelines.training.parameters import Hyperparameters, TrainingParameters
 from mnist_mlops.pipelines.training.spark_runner import run_with_runner
+from mnist_mlops.pipelines.tune.parameters import TuningParameters
+from mnist_mlops.pipelines.tune.study import best_trial
 from mnist_mlops.strategies import SkippedStrategy, TrainingResult
 
 logger = logging.getLogger(__name__)
@@ -46,6 +49,55 @@ def use_gpu(requested: bool, distributed: bool) -> bool:
     if not available:
         logger.warning("training.use_gpu is true but %s: training on CPU instead", missing)
     return available
+
+
+def choose_recipe(
+    training: TrainingParameters, tuning: TuningParameters, tuning_storage: StudyStorage
+) -> tuple[TrainingParameters, dict[str, Any]]:
+    """The recipe the strategies train: ``training`` as configured (``training.recipe:
+    default``), or with the best completed trial of ``tuning.study_name`` in place (``tuned``).
+
+    A tuned trial sets the architecture (the first of ``architectures`` too, so the custom
+    strategy trains it beside its comparisons) and the searched hyperparameters; the others
+    (precision, seed, ...) stay the configured ones.
+
+    Returns:
+        The training parameters to train with, and what recipe they are (for the run summary
+        and MLflow).
+
+    Raises:
+        StudyError: no such study, or no completed trial in it.
+    """
+    if training.recipe == "default":
+        return training, {"recipe": "default"}
+    trial = best_trial(tuning.study_name, tuning_storage)
+    searched = dict(trial.params)
+    architecture = searched.pop("architecture")
+    hyperparameters = Hyperparameters.model_validate(
+        {**training.hyperparameters.model_dump(), **searched}
+    )
+    architectures = [architecture, *(a for a in training.architectures[1:] if a != architecture)]
+    tuned = training.model_copy(
+        update={
+            "architecture": architecture,
+            "architectures": architectures,
+            "hyperparameters": hyperparameters,
+        }
+    )
+    logger.info(
+        "Recipe: trial %d of study %s (validation accuracy %.4f): %s",
+        trial.number,
+        tuning.study_name,
+        trial.value,
+        trial.params,
+    )
+    report = {"recipe": "tuned", "study": tuning.study_name, "storage": tuning_storage.display}
+    return tuned, {
+        **report,
+        "trial": trial.number,
+        "val_accuracy": trial.value,
+        "params": trial.params,
+    }
 
 
 def _selected(strategy: str, training: TrainingParameters) -> bool:
@@ -105,6 +157,7 @@ def _train(
             **hyperparameters,
             "strategy": strategy,
             "architecture": architecture,
+            "recipe": training.recipe,
             "workers": workers,
             "device": "GPU" if gpu else "CPU",
         },

@@ -50,6 +50,9 @@ class TrainingParameters(Section):
 
     section = "training"
 
+    # default: architecture and hyperparameters below; tuned: the best completed trial of the
+    # study tuning.study_name (kedro run --pipeline tune) in their place.
+    recipe: Literal["default", "tuned"]
     strategies: Annotated[list[Strategy], BeforeValidator(plus_joined), Field(min_length=1)]
     architecture: Architecture  # what single_node, local and distributed train
     architectures: Annotated[  # what the custom strategy trains, side by side

@@ -3,6 +3,7 @@
 from kedro.pipeline import Pipeline, node, pipeline
 
 from mnist_mlops.pipelines.training.nodes import (
+    choose_recipe,
     compare_strategies,
     plot_strategy_comparison,
     select_champion,
@@ -26,7 +27,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     train_nodes = [
         node(
             _TRAINERS[strategy],
-            inputs=["model_input", "params:training"],
+            inputs=["model_input", "training_recipe"],
             outputs=f"{strategy}_result",
             name=f"train_{strategy}",
             # Nodes tagged "spark" need a SparkSession: hooks.SparkHooks starts one when the
@@ -37,6 +38,12 @@ def create_pipeline(**kwargs) -> Pipeline:
     ]
     return pipeline(
         [
+            node(
+                choose_recipe,
+                ["params:training", "params:tuning", "tuning_storage"],
+                ["training_recipe", "recipe"],
+                name="choose_recipe",
+            ),
             *train_nodes,
             node(compare_strategies, results, "strategy_comparison", name="compare_strategies"),
             node(

@@ -36,11 +36,11 @@ class _ReportingTrainFn:
         except Exception as exc:
             detail = "".join(traceback.format_exception(exc)[-6:])
             raise RuntimeError(
-                f"{_BEGIN}{_this_worker()} failed with {type(exc).__name__}: {exc}\n{detail}{_END}"
+                f"{_BEGIN}{this_worker()} failed with {type(exc).__name__}: {exc}\n{detail}{_END}"
             ) from exc
 
 
-def _this_worker() -> str:
+def this_worker() -> str:
     """Which worker this is: its rank (the Spark partition), its executor and its process.
 
     The driver learns none of it from a failed barrier stage ("barrier task ResultTask(0, 1)
@@ -61,17 +61,19 @@ def _this_worker() -> str:
     return f"worker {rank} ({executor}, {process})"
 
 
-def _watchdog(context: Any, timeout_s: float) -> threading.Timer:
+def watchdog(
+    context: Any, timeout_s: float, description: str = "distributed training"
+) -> threading.Timer:
     """A started timer that cancels the Spark jobs this thread starts next (a job group of
     their own) after ``timeout_s`` seconds."""
     group = f"mnist-training-{uuid.uuid4().hex[:8]}"
-    context.setJobGroup(group, "distributed training", interruptOnCancel=True)
-    watchdog = threading.Timer(timeout_s, context.cancelJobGroup, [group])
-    watchdog.start()
-    return watchdog
+    context.setJobGroup(group, description, interruptOnCancel=True)
+    timer = threading.Timer(timeout_s, context.cancelJobGroup, [group])
+    timer.start()
+    return timer
 
 
-def _spark_failure(exc: Exception) -> str:
+def spark_failure(exc: Exception) -> str:
     """Why Spark failed a training job that no worker's exception explains."""
     text = str(exc)
     lost = _EXECUTOR_LOST.search(text)
@@ -113,11 +115,11 @@ def run_with_runner(
         use_custom_strategy=custom_strategy,
     )
     context = runner.sc
-    watchdog = _watchdog(context, timeout_s) if timeout_s and not local_mode else None
+    timer = watchdog(context, timeout_s) if timeout_s and not local_mode else None
     try:
         return runner.run(_ReportingTrainFn(train_fn), **kwargs)
     except Exception as exc:
-        if watchdog is not None and not watchdog.is_alive():
+        if timer is not None and not timer.is_alive():
             raise DistributedTrainingError(
                 f"Distributed training did not finish within training.timeout_s={timeout_s} s "
                 "and was cancelled"
@@ -125,8 +127,8 @@ def run_with_runner(
         found = _WORKER_ERROR.search(str(exc))
         if found:
             raise DistributedTrainingError(found.group(1).strip()) from None
-        raise DistributedTrainingError(f"Spark training job failed: {_spark_failure(exc)}") from exc
+        raise DistributedTrainingError(f"Spark training job failed: {spark_failure(exc)}") from exc
     finally:
-        if watchdog is not None:
-            watchdog.cancel()
+        if timer is not None:
+            timer.cancel()
             context.setLocalProperty("spark.jobGroup.id", None)

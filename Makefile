@@ -32,6 +32,7 @@ lint: setup
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen actionlint
+	$(UV) run --frozen mypy
 
 # A model's life after the first run (scripts/lifecycle.sh, which the workflows and the lifecycle
 # test call): PARAMS="key=value,..." goes to kedro's --params. make exits 2 on any failure; the

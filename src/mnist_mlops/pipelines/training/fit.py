@@ -183,7 +183,7 @@ def _device_datasets_without_autotuning() -> None:
     def build_without_autotuning(*args, **kwargs):
         return build(*args, **kwargs).with_options(_fixed_pipeline())
 
-    build_without_autotuning.without_autotuning = True
+    build_without_autotuning.without_autotuning = True  # type: ignore[attr-defined]
     ops._create_device_dataset = build_without_autotuning
 
 

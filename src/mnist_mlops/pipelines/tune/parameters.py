@@ -57,7 +57,9 @@ class Span(Parameters, Generic[Number]):
     @property
     def values(self) -> list[Number]:
         """The values a trial can take at the ends: the choices, or low and high."""
-        return list(self.choices) if self.choices is not None else [self.low, self.high]
+        if self.choices is not None:
+            return list(self.choices)
+        return [end for end in (self.low, self.high) if end is not None]  # both, once valid
 
     @model_serializer
     def _as_written(self) -> Any:
@@ -92,8 +94,9 @@ class SearchSpace(Parameters):
         trial fails on a value the training recipe refuses (a dropout of 1, 0 epochs)."""
         if not isinstance(span, Span):
             return span
-        field = Hyperparameters.model_fields[info.field_name]
-        bounds = TypeAdapter(Annotated[field.annotation, *field.metadata])
+        field = Hyperparameters.model_fields[str(info.field_name)]
+        # The hyperparameter's own type and constraints, rebuilt at run time (mypy cannot).
+        bounds: TypeAdapter[Any] = TypeAdapter(Annotated[field.annotation, *field.metadata])  # type: ignore[arg-type]
         for value in span.values:
             try:
                 bounds.validate_python(value)

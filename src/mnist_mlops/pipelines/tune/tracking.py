@@ -24,11 +24,11 @@ class TrialRuns:
     def __init__(self, parent_run_id: str | None, study_name: str) -> None:
         from mlflow import MlflowClient
 
-        self.parent_run_id, self.study_name = parent_run_id, study_name
+        self.parent_run_id, self.study_name = parent_run_id or "", study_name
         # No client without a parent: MLflow 3 would create its default store (./mlflow.db).
         self.client = MlflowClient() if parent_run_id else None
         self.experiment_id = (
-            self.client.get_run(parent_run_id).info.experiment_id if self.client else None
+            self.client.get_run(self.parent_run_id).info.experiment_id if self.client else ""
         )
 
     def start(self, number: int, params: dict[str, Any]) -> str | None:

@@ -55,11 +55,12 @@ def run_trial(task: TrialTask) -> TrialOutcome:
 
     study = task.study.load()
     trial = optuna.trial.Trial(study, task.trial_id)
-    where = {"host": socket.gethostname(), "pid": os.getpid(), "worker": this_worker()}
+    host, pid = socket.gethostname(), os.getpid()
+    where = {"host": host, "pid": pid, "worker": this_worker()}
     for key, value in where.items():  # in the storage while the trial runs: who runs it
         trial.set_user_attr(key, value)
     threads = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
-    outcome = TrialOutcome("complete", where["host"], where["pid"], threads)
+    outcome = TrialOutcome("complete", host, pid, threads)
     started, cpu = time.perf_counter(), time.process_time()
     try:
         _fresh_keras_state()

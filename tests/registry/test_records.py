@@ -39,11 +39,14 @@ def _records(version) -> list:
     ]
 
 
-def _versions_of(client: mlflow.MlflowClient, source: str) -> list:
+def _versions_of(client: mlflow.MlflowClient, artifacts: str | None = None) -> list:
     """The first version's number as each registry call hands it back."""
     name = "records-test"
+    run = client.create_run(client.create_experiment(name, artifact_location=artifacts))
     client.create_registered_model(name)
-    created = client.create_model_version(name, source=source)
+    created = client.create_model_version(
+        name, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id
+    )
     client.set_registered_model_alias(name, "production", created.version)
     return [
         created.version,
@@ -67,14 +70,14 @@ def _assert_string_versions(versions: list) -> None:
 
 def test_versions_from_a_sqlite_registry_are_strings_in_every_record(tmp_path):
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/registry.db")
-    versions = _versions_of(client, str(tmp_path))
+    versions = _versions_of(client, str(tmp_path / "artifacts"))
     assert int in {type(v) for v in versions}, "the SQL store no longer hands back ints"
     _assert_string_versions(versions)
 
 
-def test_versions_from_a_basic_auth_server_are_strings_in_every_record(servers, tmp_path):
+def test_versions_from_a_basic_auth_server_are_strings_in_every_record(servers):
     with workspace(servers["production"], "production").session() as client:
-        _assert_string_versions(_versions_of(client, str(tmp_path)))
+        _assert_string_versions(_versions_of(client))
 
 
 @pytest.mark.parametrize("given", [1, "1", " 1", 1.0, "01"])

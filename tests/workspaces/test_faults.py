@@ -17,6 +17,7 @@ from mnist_mlops.pipelines.training.model import build_model
 from mnist_mlops.workspaces import Workspace, WorkspaceError
 from mnist_mlops.workspaces.workspace import INHERITED_VARIABLES
 from tests.conftest import NO_RECIPE_EXTRAS
+from tests.pipelines.registration.conftest import passed_gate
 
 REGISTRATION = RegistrationParameters(
     model_name="fault-cnn",
@@ -54,9 +55,7 @@ def sandbox_version(local_workspaces, monkeypatch):
     with mlflow.start_run(experiment_id=experiment.experiment_id):
         candidate = log_candidate(model, {"strategy": "single_node", "run_id": None})
     mlflow.set_tracking_uri(None)
-    return register_in_sandbox(
-        candidate, {"test_accuracy": 0.5}, {"sha256": {}}, sandbox, REGISTRATION
-    )
+    return register_in_sandbox(candidate, passed_gate(0.5), {"sha256": {}}, sandbox, REGISTRATION)
 
 
 def _every_version_loads(production: Workspace) -> list[str]:
@@ -95,7 +94,7 @@ def test_object_store_down_during_the_push(local_workspaces, sandbox_version, mo
     assert _every_version_loads(production) == before  # nothing registered
 
     pushed = push_to_production(sandbox_version, sandbox, production, REGISTRATION)
-    assert _every_version_loads(production) == sorted([*before, pushed["version"]])
+    assert _every_version_loads(production) == sorted([*before, pushed.version])
 
 
 def test_postgres_down_during_the_push(local_workspaces, sandbox_version):
@@ -114,4 +113,4 @@ def test_postgres_down_during_the_push(local_workspaces, sandbox_version):
     assert _every_version_loads(production) == before
 
     pushed = push_to_production(sandbox_version, sandbox, production, REGISTRATION)
-    assert pushed["version"] in _every_version_loads(production)
+    assert pushed.version in _every_version_loads(production)

@@ -30,7 +30,13 @@ from tests.conftest import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 
-NAME = "mnist-cnn"
+# Its own registered model: the whole-flow and fault tests share the local workspaces, and count
+# the versions of mnist-cnn and of their own models.
+NAME = "lifecycle-cnn"
+MODEL = {
+    f"{section}.model_name": NAME
+    for section in ("registration", "deployment", "rollout", "monitoring")
+}
 KEDRO = str(Path(sys.executable).parent / "kedro")
 TINY = {
     "data_prep.max_train_images": 640,
@@ -77,7 +83,7 @@ class Life:
         """``scripts/lifecycle.sh <step> <params>`` with this test's kedro; its whole output."""
         started = time.monotonic()
         run = subprocess.run(
-            [str(PROJECT_ROOT / "scripts" / "lifecycle.sh"), step, params(values)],
+            [str(PROJECT_ROOT / "scripts" / "lifecycle.sh"), step, params(MODEL | values)],
             cwd=self.project,
             env={**os.environ, "KEDRO": KEDRO},
             stdout=subprocess.PIPE,
@@ -154,7 +160,7 @@ def server(life) -> Iterator[ScoringProcess]:
     started by the test once a version is in production."""
     port = free_port()
     command = [KEDRO, "serve", "--env", "gcp", "--port", str(port)]
-    command += ["--params", "serving.poll_s=1"]
+    command += ["--params", f"serving.poll_s=1,serving.model_name={NAME}"]
     process = ScoringProcess(command, port=port, cwd=life.project, ready_timeout_s=240)
     yield process
     process.stop()
@@ -277,19 +283,19 @@ def test_the_life_of_a_model(life, server, mnist_raw):
     assert rolled_back.tags["mnist.deploy_status"] == "rolled back: deployment.rollback=true"
     assert [h["status"] for h in card_of(life, "2")["history"]] == ["rolled back"]
     assert "**rolled back**: deployment.rollback=true" in rolled_back.description
-    assert "Rolled back: mnist-cnn version 1 is production again." in life.summary()
+    assert f"Rolled back: {NAME} version 1 is production again." in life.summary()
 
     # 5. The whole flow again, nothing changed (same seed): nothing registered, pushed or
     #    deployed (v2 was rolled back), production stays v1, exit 0, and the summary says so.
     output = life.step("run", RETRAIN | DEPLOY, "5 rerun")
     summary = " ".join(life.summary().split())
-    assert "Already registered (same fingerprint), nothing added: mnist-cnn version 2" in summary
-    assert "Already in the production registry as mnist-cnn version 2" in summary
-    assert "Nothing deployed: mnist-cnn version 2 is not deployed again (rolled back" in summary
+    assert f"Already registered (same fingerprint), nothing added: {NAME} version 2" in summary
+    assert f"Already in the production registry as {NAME} version 2" in summary
+    assert f"Nothing deployed: {NAME} version 2 is not deployed again (rolled back" in summary
     assert life.versions("sandbox") == ["1", "2"] and life.versions("production") == ["1", "2"]
     assert life.aliases()["production"] == "1"
     output = life.step("deploy", DEPLOY, "5 rerun")
-    assert "Nothing deployed: No pushed version of mnist-cnn is waiting" in " ".join(
+    assert f"Nothing deployed: No pushed version of {NAME} is waiting" in " ".join(
         life.summary().split()
     )
 

@@ -143,6 +143,9 @@ def test_kedro_run_monitor_reports_to_the_production_workspace(request_logs, tmp
     shutil.copy(request_logs["noisy"], tmp_path / "data" / "10_serving" / "requests.jsonl")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("GCP_MLFLOW_ARTIFACT_LOCATION", raising=False)
+    # An absolute store: MLflow keeps one store per URI for the life of the process, so a
+    # relative one would stay bound to this folder for later sessions in other folders.
+    monkeypatch.setenv("GCP_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns/production.db")
     bootstrap_project(PROJECT_ROOT)
     with KedroSession.create(
         project_path=tmp_path, conf_source=str(PROJECT_ROOT / "conf"), env="gcp"

@@ -193,26 +193,15 @@ def await_challenger(server: ScoringProcess, version: str, timeout_s: float = 60
         time.sleep(0.5)
 
 
-def send_traffic(server: ScoringProcess, images: np.ndarray, labels: np.ndarray) -> None:
-    """One labelled image per request: each is answered by the canary or shadowed by it."""
-    for image, label in zip(images, labels, strict=True):
-        body = {"inputs": [image.tolist()], "params": {"labels": [int(label)]}}
-        request = urllib.request.Request(
-            f"{server.url}/invocations",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            assert response.status == 200
-
-
-def send_drifted_traffic(server: ScoringProcess, images: np.ndarray, labels: np.ndarray) -> None:
-    """Inverted digits (white paper, dark ink) with their labels as feedback, in batches."""
-    inverted = 255 - images
-    for start in range(0, len(images), 20):
+def send_traffic(
+    server: ScoringProcess, images: np.ndarray, labels: np.ndarray, batch: int = 1
+) -> None:
+    """The images with their labels as feedback, ``batch`` per request (one per request: each
+    is answered by the canary or shadowed by it)."""
+    for start in range(0, len(images), batch):
         body = {
-            "inputs": inverted[start : start + 20].tolist(),
-            "params": {"labels": labels[start : start + 20].tolist()},
+            "inputs": images[start : start + batch].tolist(),
+            "params": {"labels": labels[start : start + batch].tolist()},
         }
         request = urllib.request.Request(
             f"{server.url}/invocations",
@@ -250,7 +239,8 @@ def test_the_life_of_a_model(life, server, mnist_raw):
     assert served_version(server) == "1"
 
     # 2. Drifted traffic with feedback labels: monitoring asks for a retrain.
-    send_drifted_traffic(server, mnist_raw["test_images"][:80], mnist_raw["test_labels"][:80])
+    inverted = 255 - mnist_raw["test_images"][:80]  # white paper, dark ink
+    send_traffic(server, inverted, mnist_raw["test_labels"][:80], batch=20)
     life.step("monitor", MONITOR, "2 monitor")
     assert life.report("monitoring_report")["retrain"] is True
 

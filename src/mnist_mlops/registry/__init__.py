@@ -77,6 +77,22 @@ def now_utc() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def utc_iso() -> str:
+    """The time a tag records for later comparison (``mnist.canary_since``, ``promoted_at``)."""
+    return datetime.now(UTC).isoformat()
+
+
+def move_production(client: MlflowClient, name: str, version: str, previous: str | None) -> None:
+    """``production`` to ``version`` and ``previous-production`` to ``previous`` (the version
+    it replaces), tagged as promoted now: deploy's direct promotion and the rollout's."""
+    if previous is not None and previous != version:
+        client.set_registered_model_alias(name, "previous-production", previous)
+    client.set_registered_model_alias(name, "production", version)
+    client.set_model_version_tag(name, version, STATUS_TAG, "production")
+    # monitoring.rollback_window_h counts from here (automatic rollback)
+    client.set_model_version_tag(name, version, PROMOTED_AT_TAG, utc_iso())
+
+
 def tag_status(workspace: Workspace, name: str, version: str, status: str, reason: str) -> None:
     """Record a decision on the version: its ``mnist.deploy_status`` tag (``<status>: <reason>``,
     within MLflow's tag length) and, for refusals, its model card's history."""

@@ -9,7 +9,6 @@ import statistics
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -23,12 +22,13 @@ from mnist_mlops.registry import (
     CANARY_ALIAS,
     CANARY_SINCE_TAG,
     LINEAGE_TAG,
-    PROMOTED_AT_TAG,
     STATUS_TAG,
+    move_production,
     now_utc,
     refused,
     roll_back,
     tag_status,
+    utc_iso,
     version_with_alias,
 )
 from mnist_mlops.registry.outcomes import NoSuchVersion, Rejected
@@ -379,12 +379,7 @@ def promote(
     if deployment.mode == "canary" and previous is not None and previous != version:
         return to_canary(candidate, production, previous)
     with production.session() as client:
-        if previous is not None and previous != version:
-            client.set_registered_model_alias(name, "previous-production", previous)
-        client.set_registered_model_alias(name, "production", version)
-        client.set_model_version_tag(name, version, STATUS_TAG, "production")
-        # monitoring.rollback_window_h counts from here (automatic rollback)
-        client.set_model_version_tag(name, version, PROMOTED_AT_TAG, _utc_iso())
+        move_production(client, name, version, previous)
     logger.info("%s version %s is in production", name, version)
     return DeploymentReport(
         name=name,
@@ -404,7 +399,7 @@ def to_canary(candidate: DeployCandidate, production: Workspace, current: str) -
     with production.session() as client:
         client.set_registered_model_alias(name, CANARY_ALIAS, version)
         client.set_model_version_tag(name, version, STATUS_TAG, "canary")
-        client.set_model_version_tag(name, version, CANARY_SINCE_TAG, _utc_iso())
+        client.set_model_version_tag(name, version, CANARY_SINCE_TAG, utc_iso())
     logger.info(
         "%s version %s is the canary beside production version %s: "
         "`kedro run --pipeline rollout --env gcp` promotes or rolls it back",
@@ -420,7 +415,3 @@ def to_canary(candidate: DeployCandidate, production: Workspace, current: str) -
         validation=candidate.validation,
         infra=candidate.infra,
     )
-
-
-def _utc_iso() -> str:
-    return datetime.now(UTC).isoformat()

@@ -15,8 +15,7 @@ from mnist_mlops.pipelines.rollout.evidence import Decision, Evidence, collect_e
 from mnist_mlops.pipelines.rollout.parameters import RolloutParameters
 from mnist_mlops.registry import (
     CANARY_SINCE_TAG,
-    PROMOTED_AT_TAG,
-    STATUS_TAG,
+    move_production,
     tag_status,
     version_with_alias,
 )
@@ -165,14 +164,8 @@ def _promote(production: Workspace, state: RolloutState, decision: Decision) -> 
     moves before the canary alias goes, so that servers always have a version to answer."""
     name, challenger = state.name, str(state.challenger)
     with production.session() as client:
-        if state.production is not None:
-            client.set_registered_model_alias(name, "previous-production", state.production)
-        client.set_registered_model_alias(name, "production", challenger)
+        move_production(client, name, challenger, state.production)
         client.delete_registered_model_alias(name, state.alias)
-        client.set_model_version_tag(name, challenger, STATUS_TAG, "production")
-        client.set_model_version_tag(
-            name, challenger, PROMOTED_AT_TAG, datetime.now(UTC).isoformat()
-        )
     logger.info("%s version %s is in production (rollout)", name, challenger)
 
 

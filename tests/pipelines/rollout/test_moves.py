@@ -34,8 +34,10 @@ def aliases(workspace: Workspace) -> dict[str, str]:
 
 def test_two_runs_at_once_move_the_aliases_at_most_once(workspace):
     reports: list[dict] = []
+    start = threading.Barrier(2)  # both write their first claim at once
 
     def run() -> None:
+        start.wait()
         reports.append(apply_decision(PROMOTE, STATE, Gathered(evidence=None), workspace)[1])
 
     threads = [threading.Thread(target=run) for _ in range(2)]

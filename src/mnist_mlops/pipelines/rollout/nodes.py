@@ -20,7 +20,7 @@ from mnist_mlops.registry import (
     version_with_alias,
 )
 from mnist_mlops.registry.records import version_string
-from mnist_mlops.workspaces import Workspace
+from mnist_mlops.workspaces import Workspace, WorkspaceError
 
 logger = logging.getLogger(__name__)
 
@@ -137,11 +137,20 @@ def _claim(production: Workspace, name: str) -> bool:
     waits ``CLAIM_SETTLE_S`` and reads it back. Of two runs writing at once, only the last
     writer reads its own id back; a run that comes later finds the aliases already moved."""
     mine = f"{uuid.uuid4().hex} {datetime.now(UTC).isoformat()}"
-    with production.session() as client:
-        client.set_registered_model_tag(name, CLAIM_TAG, mine)
+    try:
+        _write_claim(production, name, mine)
+    except WorkspaceError:
+        # The tag's first two writes at once: MLflow inserts it twice and the second insert
+        # breaks a unique constraint. The tag exists now, so writing again updates it.
+        _write_claim(production, name, mine)
     time.sleep(CLAIM_SETTLE_S)
     with production.session() as client:
         return client.get_registered_model(name).tags.get(CLAIM_TAG) == mine
+
+
+def _write_claim(production: Workspace, name: str, claim: str) -> None:
+    with production.session() as client:
+        client.set_registered_model_tag(name, CLAIM_TAG, claim)
 
 
 def _plan(decision: Decision, state: RolloutState) -> str:

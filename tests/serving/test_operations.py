@@ -134,10 +134,11 @@ def test_an_unknown_setting_stops_kedro_serve_and_is_named(tmp_path, registry):
 
 def test_start_up_is_logged_in_phases_and_imports_no_tensorflow(served):
     wait_for_versions(served, 1.0)
-    log = served["process"].log_path.read_text()
-    phases = re.findall(
-        r"\[(\d+)\] mnist_mlops.serving.startup: start-up: ([a-z -]+) [0-9.]+ s", log
-    )
+    pattern = r"\[(\d+)\] mnist_mlops.serving.startup: start-up: ([a-z -]+) [0-9.]+ s"
+    deadline = time.monotonic() + 60  # a worker may answer before its "listening" line is out
+    while len(phases := re.findall(pattern, served["process"].log_path.read_text())) < 10:
+        assert time.monotonic() < deadline, phases
+        time.sleep(0.5)
     command = {phase for pid, phase in phases if int(pid) == served["process"].process.pid}
     assert command == {"cli", "configuration", "registry lookup", "download"}, phases
     workers = [phase for pid, phase in phases if int(pid) != served["process"].process.pid]

@@ -591,13 +591,13 @@ def test_production_answers_outside_the_canarys_share(serve):
 
 
 @pytest.mark.parametrize(
-    ("challenger", "error"),
+    ("challenger", "logged_error"),
     [
         (StandInModel(failure=RuntimeError("broken")), "RuntimeError: broken"),
         (StandInModel(delay_s=0.5), "timed out after 0.05 s"),
     ],
 )
-def test_a_failing_canary_is_covered_by_production_and_logged(serve, challenger, error):
+def test_a_failing_canary_is_covered_by_production_and_logged(serve, challenger, logged_error):
     served = serve(challenger=challenger, canary_fraction=1.0, challenger_timeout_s=0.05)
     labels = {"version": "2", "role": "answered"}
     before = metric(served.client, "mnist_serving_version_errors_total", **labels)
@@ -606,7 +606,7 @@ def test_a_failing_canary_is_covered_by_production_and_logged(serve, challenger,
     assert metric(served.client, "mnist_serving_version_errors_total", **labels) == before + 1
     [line] = served.logged()
     assert line["model_version"] == "1" and line["role"] == "production"
-    assert line["challenger_error"] == {"model_version": "2", "error": error}
+    assert line["challenger_error"] == {"model_version": "2", "error": logged_error}
 
 
 def test_input_production_refuses_too_is_not_the_canarys_error(serve):

@@ -37,9 +37,6 @@ _PYTHON_WARNINGS = (
     # omegaconf 2.4 deprecated register_new_resolver(); Kedro 1.7 and kedro-mlflow 2.0 still call
     # it for their own resolvers and for custom ones (our `oc.env`, the documented way).
     (UserWarning, r"register_new_resolver\(\) is deprecated", r"(kedro|kedro_mlflow)\."),
-    # PySpark 4.0's blanket caution about pandas 3; the project's Spark paths (batch_predict's
-    # Arrow UDF, the SparkDataset reads) are tested on pandas 3.
-    (FutureWarning, r"PySpark does not yet fully support pandas >= 3", r"pyspark\."),
 )
 
 

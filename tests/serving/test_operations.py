@@ -14,13 +14,11 @@ import re
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import mlflow
@@ -32,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mnist_mlops.serving.process import ScoringProcess, free_port
 from mnist_mlops.workspaces import Workspace
 from tests.conftest import PROJECT_ROOT
+from tests.serving.bodies import BMP, png_header, records
 from tests.serving.conftest import TOKEN, post, raw_exchange, read_until_closed, status_and_json
 
 ONE = json.dumps({"inputs": [[[0] * 28] * 28]}).encode()
@@ -249,32 +248,6 @@ def test_an_idle_keep_alive_connection_is_closed(served):
     assert response.startswith(b"HTTP/1.1 200") and time.monotonic() - started < 10
 
 
-def png_header(width: int, height: int) -> bytes:
-    """A PNG whose header announces a size (its pixel data is not there: nothing decodes it)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b""))
-
-
-def records(*images: bytes) -> dict:
-    import base64
-
-    return {"dataframe_records": [{"image": base64.b64encode(i).decode()} for i in images]}
-
-
-BMP = (  # a 1 x 1 bitmap: a real image, in a format the server does not take
-    b"BM"
-    + struct.pack("<IHHI", 58, 0, 0, 54)
-    + struct.pack("<IiiHHIIiiII", 40, 1, 1, 1, 24, 0, 4, 0, 0, 0, 0)
-    + b"\0" * 4
-)
-
-
 @pytest.mark.parametrize(
     ("head", "status", "code"),
     [
@@ -308,14 +281,9 @@ def test_head_of_invocations_is_405(served):
     ],
 )
 def test_images_over_the_pixel_budget_are_refused_before_decoding(served, body, status, message):
-    got, error = post(served, body)
+    """``serving.limits.max_image_pixels`` given to ``kedro serve --params`` is the budget."""
+    got, error = post(served, None, raw=body)
     assert got == status and message in error["message"], error
-
-
-def test_content_type_and_query_string_are_handled_like_mlflow(served):
-    assert post(served, None, raw=ONE, content_type="text/plain")[0] == 415
-    assert post(served, None, raw=ONE, content_type="application/json; charset=latin-1")[0] == 415
-    assert post(served, None, raw=ONE, path="/invocations?x=1")[0] == 200
 
 
 def metric_samples(served) -> dict[str, list]:

@@ -110,20 +110,6 @@ def test_blank_pictures_get_a_null_answer_in_their_place(scoring_server):
     assert np.mean(np.array(read) == pictures["digit"].to_numpy()) >= 0.9
 
 
-def test_a_request_with_nothing_readable_is_answered(scoring_server):
-    from io import BytesIO
-
-    from PIL import Image
-
-    buffer = BytesIO()
-    Image.new("L", (64, 64), 0).save(buffer, format="PNG")
-    image = base64.b64encode(buffer.getvalue()).decode()
-    status, body = post(
-        scoring_server, {"dataframe_records": [{"image": image}], "params": {"labels": [4]}}
-    )
-    assert status == 200 and body["predictions"][0]["digit"] is None, body
-
-
 def test_the_client_and_the_request_log_take_a_null_digit(scoring_server, tmp_path):
     import json
     import time

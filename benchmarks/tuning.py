@@ -48,6 +48,10 @@ FIXED_SPACE = {
     "shift_px": [2],
     "rotation_deg": [0.0],
     "zoom": [0.0],
+    "thicken": [0.0],
+    "blur": [0.0],
+    "low_resolution": [0.0],
+    "thin": [0.0],
     "label_smoothing": [0.0],
     "dropout": [0.3],
 }

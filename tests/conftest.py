@@ -33,6 +33,10 @@ NO_RECIPE_EXTRAS = {
     "warmup_fraction": 0.0,
     "rotation_deg": 0,
     "zoom": 0.0,
+    "thicken": 0.0,
+    "thin": 0.0,
+    "low_resolution": 0.0,
+    "blur": 0.0,
     "label_smoothing": 0.0,
     "ema_momentum": 0.0,
     "precision": "float32",  # the same model on every CPU

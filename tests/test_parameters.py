@@ -47,6 +47,11 @@ def test_every_environment_validates(env):
             "data_prep.max_train_images=-1: .* greater than or equal to 0",
         ),
         ("training", {"hyperparameters": {"epochs": 0}}, r"training.hyperparameters.epochs=0"),
+        (
+            "training",
+            {"hyperparameters": {"thicken": 1.5}},
+            r"training.hyperparameters.thicken=1.5: .* less than or equal to 1",
+        ),
         ("training", {"custom": {"communication": "smoke"}}, "'auto', 'ring' or 'nccl'"),
         ("training", {"architecture": "resnet50"}, "training.architecture='resnet50'"),
         (

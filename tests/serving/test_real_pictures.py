@@ -18,11 +18,12 @@ from tests.serving.conftest import post
 # category >= 90%; see docs/handwriting.md.
 MIN_OVERALL = 0.97
 MIN_PER_CATEGORY = 0.9
-# The report set, measured with the same model: 97.4% of 1,800 (90.2% before issue 23),
-# its weakest categories thick soft strokes (82%), framed and tight crops (94%). The issue's
-# targets (98%, every category >= 95%) are not met yet: these floors keep what was reached.
-MIN_REPORT_OVERALL = 0.97
-MIN_REPORT_PER_CATEGORY = 0.8
+# The report set, measured with the same model: 98.0% of 1,800 (90.2% before issue 23, 97.4%
+# after its first session), its weakest categories thick soft strokes (87%), tight crops and
+# phone photos (95-96%). The default run's champion reads 98.0% (docs/handwriting.md); these
+# floors keep what this model reached.
+MIN_REPORT_OVERALL = 0.975
+MIN_REPORT_PER_CATEGORY = 0.85
 
 
 def read_set(server, labels) -> pd.DataFrame:

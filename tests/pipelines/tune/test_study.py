@@ -35,6 +35,11 @@ def tuning(space: dict | None = None, **changes) -> TuningParameters:
     [
         ({}, {"dropout": {"low": 0.5, "high": 0.1}}, r"space.dropout=.*inverted range: low 0.5"),
         ({}, {"batch_size": []}, r"tuning.space.batch_size=.*an empty list of choices"),
+        (
+            {},
+            {"blur": {"low": 0.0, "high": 1.5}},
+            r"tuning.space.blur=.*1.5: .* less than or equal",
+        ),
         ({}, {"architecture": "vgg_cnn+resnet"}, r"architecture='resnet': .*'lean_cnn'"),
         ({}, {"dropout": {"low": 0.1, "high": 1.0}}, r"dropout=.*1.0: Input should be less than 1"),
         ({}, {"learning_rate": {"low": 0, "high": 0.1, "log": True}}, r"log-scale .* above 0"),
@@ -58,6 +63,9 @@ def test_a_space_samples_choices_ranges_and_log_ranges():
     }
     assert all(0.001 <= v["learning_rate"] <= 0.01 for v in values)
     assert isinstance(values[0]["shift_px"], int) and isinstance(values[0]["zoom"], float)
+    # The stroke and focus changes are searched too, within the recipe's bounds.
+    assert all(0 <= v["thicken"] <= 0.3 and 0 <= v["blur"] <= 0.3 for v in values)
+    assert len({v["low_resolution"] for v in values}) > 1
 
 
 def _free_port() -> int:

@@ -62,3 +62,47 @@ def test_to_mnist_thins_thick_strokes_and_thickens_thin_ones():
     thin[:, 39:41] = 255  # and with a hairline pen: half a pixel
     assert 2 <= stroke_width(to_mnist.mnist_like(thick) > 127) <= 5.5  # half-way to MNIST's
     assert 1.5 <= stroke_width(to_mnist.mnist_like(thin) > 127) <= 4.5  # MNIST's: 2-4 pixels
+
+
+def test_locate_keeps_a_thick_markers_8_whose_loops_nearly_closed():
+    """Its ink fills over 3/4 of its box, like a canvas, but it has no canvas's straight sides
+    nor a hole the size of a digit."""
+    from PIL import ImageDraw
+
+    picture = Image.new("L", (96, 96), 225)
+    pen = ImageDraw.Draw(picture)
+    pen.ellipse((30, 12, 62, 46), outline=40, width=15)
+    pen.ellipse((28, 40, 64, 82), outline=40, width=16)
+    gray = np.asarray(picture, np.float32)
+    ink = gray[12:83, 28:65] < 128
+    assert 0.75 < ink.mean() < 0.85  # what a canvas was taken for
+    dark = [r for r in locate.whole_picture_readings(gray) if r.dark]
+    assert dark and dark[0].box == (12, 28, 83, 65)
+
+
+def test_locate_takes_a_slanted_page_round_a_digit_for_paper():
+    """A page filling most of its box, slanted (no straight sides), with a digit in it: a
+    canvas, not a digit, by the hole its digit leaves."""
+    from PIL import ImageDraw
+
+    picture = Image.new("L", (96, 96), 30)  # a dark table
+    pen = ImageDraw.Draw(picture)
+    pen.polygon([(14, 8), (90, 14), (84, 90), (8, 84)], fill=235)  # the page
+    pen.line([(48, 30), (46, 66)], fill=30, width=6)  # a 1 in dark ink
+    gray = np.asarray(picture, np.float32)
+    assert not [r for r in locate.whole_picture_readings(gray) if not r.dark]
+
+
+def test_polarity_reads_a_digit_in_a_thick_frame_taken_for_a_plot():
+    """A form's thick frame set in from the edges looks like a plot's axes; its inner side is
+    not the paper, and the digit inside is read."""
+    from PIL import ImageDraw
+
+    picture = Image.new("L", (96, 96), 252)
+    pen = ImageDraw.Draw(picture)
+    pen.rectangle((4, 4, 91, 91), outline=0, width=4)
+    pen.line([(40, 30), (56, 30), (44, 66)], fill=15, width=4)  # a 7
+    gray = np.asarray(picture, np.float32)
+    assert locate.plot_box(gray) is not None
+    inks = polarity.digit_inks(gray)
+    assert inks and 30 <= max(inks[0].shape) <= 45

@@ -29,6 +29,11 @@ class Hyperparameters(Parameters):
     shift_px: int = Field(ge=0, le=14)
     rotation_deg: float = Field(ge=0, le=180)
     zoom: float = Field(ge=0, lt=1)
+    # Strokes and focus as pictures reach the model: the fraction of images changed by each.
+    thicken: float = Field(ge=0, le=1)
+    thin: float = Field(ge=0, le=1)
+    low_resolution: float = Field(ge=0, le=1)
+    blur: float = Field(ge=0, le=1)
     label_smoothing: float = Field(ge=0, lt=1)
     ema_momentum: float = Field(ge=0, lt=1)  # 0 = no moving average of the weights
     precision: Literal[PRECISIONS]  # type: ignore[valid-type]  # weights are float32 always

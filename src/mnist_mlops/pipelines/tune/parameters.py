@@ -84,6 +84,10 @@ class SearchSpace(Parameters):
     shift_px: IntSpan
     rotation_deg: FloatSpan
     zoom: FloatSpan
+    thicken: FloatSpan
+    blur: FloatSpan
+    low_resolution: FloatSpan
+    thin: FloatSpan
     label_smoothing: FloatSpan
     dropout: FloatSpan
 

@@ -18,7 +18,6 @@ from mnist_mlops.serving.preprocessing.locate import (
     plot_box,
     whole_picture_readings,
 )
-from mnist_mlops.serving.preprocessing.masks import ring
 
 
 def digit_inks(gray: np.ndarray) -> list[np.ndarray]:
@@ -27,8 +26,9 @@ def digit_inks(gray: np.ndarray) -> list[np.ndarray]:
     Inside a plot's axes, only there and in the one polarity its colour map's paper says.
     """
     box = plot_box(gray)
-    if box is not None:
-        return _by_paper_contrast(_plot_readings(gray[box]))
+    if box is not None and (inside := _by_paper_contrast(_plot_readings(gray[box]))):
+        return inside
+    # No plot, or nothing read inside its box (a form's frame taken for axes): the whole picture.
     # The local background is the picture with features narrower than k closed (dark ink) or
     # opened (light ink): it follows uneven light and shadows.
     inks = (
@@ -49,9 +49,11 @@ def digit_inks(gray: np.ndarray) -> list[np.ndarray]:
 def _plot_readings(inside: np.ndarray) -> list[Reading]:
     """The digit inside a plot's axes, whose paper is one colour, the colour map's low or high
     end: it says which ink is the digit (the dark paper between a light digit's strokes is not
-    dark ink). Set on more of it, so that a digit filling the axes is not a line across the
-    picture."""
-    paper = float(np.median(ring(inside)))
+    dark ink). The paper is the inside's median, its majority: the median of its edge was a
+    form's frame when a thick frame was taken for axes (2 pictures of 120 in the tuning ranges
+    read as nothing or a sliver). Set on more of it, so that a digit filling the axes is not a
+    line across the picture."""
+    paper = float(np.median(inside))
     gray = np.pad(inside, max(inside.shape) // 4, constant_values=paper)
     ink = np.clip(gray - paper if paper < 128 else paper - gray, 0, None)
     reading = local_reading(gray, ink, paper >= 128)

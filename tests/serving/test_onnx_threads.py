@@ -50,7 +50,7 @@ def logged(registry_uri, tmp_path_factory) -> dict[str, Path]:
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     mlmodel = yaml.safe_load((before / "MLmodel").read_text())
-    del mlmodel["flavors"]["python_function"]["model_config"]
+    del mlmodel["flavors"]["python_function"][mlflow.pyfunc.MODEL_CONFIG]
     (before / "MLmodel").write_text(yaml.safe_dump(mlmodel))
     return {"current": current, "before": before}
 

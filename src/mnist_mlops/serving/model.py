@@ -129,8 +129,9 @@ def session_config(model_path: Path, threads: int) -> dict[str, Any] | None:
 
     from mnist_mlops.serving.pyfunc import SESSION_CONFIG
 
-    flavor = mlflow.models.Model.load(str(model_path)).flavors["python_function"]
-    if not threads or not SESSION_CONFIG.keys() <= (flavor.get("model_config") or {}).keys():
+    flavor = mlflow.models.Model.load(str(model_path)).flavors[mlflow.pyfunc.FLAVOR_NAME]
+    declared = flavor.get(mlflow.pyfunc.MODEL_CONFIG) or {}  # the MLmodel's ``config``
+    if not threads or not SESSION_CONFIG.keys() <= declared.keys():
         return None
     return {"onnx_intra_op_threads": threads, "onnx_allow_spinning": False}
 

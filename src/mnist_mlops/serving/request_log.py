@@ -12,12 +12,15 @@ Two forms, chosen by the path:
   ``<UTC time>-<host>-<pid>-<tag>-<n>.jsonl``: any number of servers write side by side, and
   reading the parts in name order reads them in upload order.
 
-Requests hand their line to a queue; one thread per worker does the writes, so the event loop
-never waits on the disk or the network.
+Requests hand their line to a queue; one thread per worker writes what is queued every
+``WRITE_EVERY_S``, so the event loop never waits on the disk or the network, and a request
+never wakes a thread: waking the writer for every line cost about 0.1 ms of CPU per request
+at 20 requests/s.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
 import os
@@ -25,6 +28,7 @@ import queue
 import secrets
 import socket
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +40,7 @@ from concurrent_log_handler import ConcurrentRotatingFileHandler
 logger = logging.getLogger(__name__)
 
 PART_LINES = 5000  # lines a worker buffers at most before uploading a part
+WRITE_EVERY_S = 0.25  # how long a line waits at most in its worker before it is written
 
 
 def is_folder(path: str) -> bool:
@@ -91,35 +96,48 @@ class RequestLog:
     """
 
     def __init__(self, path: str | None, max_bytes: int, backups: int, flush_s: float = 10) -> None:
-        self._queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-        self._listener: logging.handlers.QueueListener | None = None
+        self._queue: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._handler: logging.Handler | None = None
         self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
         if not path:
             return
         if is_folder(path):
-            handler: logging.Handler = PartUploader(path)
-            threading.Thread(target=self._flush_every, args=(handler, flush_s), daemon=True).start()
+            self._handler = PartUploader(path)
+            self._every(flush_s, self._handler.flush)
         else:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            handler = ConcurrentRotatingFileHandler(
+            self._handler = ConcurrentRotatingFileHandler(
                 path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
             )
-        self._listener = logging.handlers.QueueListener(self._queue, handler)
-        self._listener.start()
+        self._every(WRITE_EVERY_S, self._write_queued)
 
-    def _flush_every(self, handler: logging.Handler, seconds: float) -> None:
+    def _every(self, seconds: float, work: Callable[[], None]) -> None:
+        thread = threading.Thread(target=self._repeat, args=(seconds, work), daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _repeat(self, seconds: float, work: Callable[[], None]) -> None:
         while not self._stop.wait(seconds):
-            handler.flush()
+            work()
+
+    def _write_queued(self) -> None:
+        """Hand every queued line to the handler (a line per record: rotation stays exact)."""
+        assert self._handler is not None
+        with contextlib.suppress(queue.Empty):
+            while True:
+                line = self._queue.get_nowait()
+                self._handler.handle(logging.makeLogRecord({"msg": line, "levelno": logging.INFO}))
 
     def write(self, record: dict[str, Any]) -> None:
-        if self._listener is not None:
-            line = orjson.dumps(record).decode()
-            self._queue.put(logging.makeLogRecord({"msg": line, "levelno": logging.INFO}))
+        if self._handler is not None:
+            self._queue.put(orjson.dumps(record).decode())
 
     def close(self) -> None:
         self._stop.set()
-        if self._listener is not None:
-            self._listener.stop()  # hands every queued record to the handler first
-            for handler in self._listener.handlers:
-                handler.close()  # BufferingHandler.close flushes: the last part is uploaded
-            self._listener = None
+        for thread in self._threads:
+            thread.join()
+        if self._handler is not None:
+            self._write_queued()
+            self._handler.close()  # BufferingHandler.close flushes: the last part is uploaded
+            self._handler = None

@@ -8,7 +8,8 @@ second version under the alias `canary`:
   the server before this change;
 - baseline: one intra-op thread per model and worker (the default), no challenger traffic;
 - shadow: serving.rollout.shadow_fraction=1 (every request also scored by the challenger);
-- canary: serving.rollout.canary_fraction=1 (every request answered by the challenger).
+- canary: serving.rollout.canary_fraction=1 (every request answered by the challenger);
+- canary-0.1: conf/gcp's share (a tenth of the requests answered by the challenger).
 
     .venv/bin/python benchmarks/serving_rollout.py [--repeats 3] [--workers 2]
 
@@ -49,6 +50,7 @@ CONFIGURATIONS = {
     "baseline": {},
     "shadow": {"serving.rollout.shadow_fraction": 1.0},
     "canary": {"serving.rollout.canary_fraction": 1.0},
+    "canary-0.1": {"serving.rollout.canary_fraction": 0.1},
 }
 
 
@@ -163,7 +165,9 @@ def report(medians: dict[str, dict[str, float]], repeats: int, workers: int) -> 
     print(f"{'shadow: 4 clients req/s / baseline':34} {rate:8.2f}x (>= 0.9)")
     print(f"{'shadow: requests shadowed at 20/s':34} {shadow['shadowed_share']:8.1%} (>= 99%)")
     added = (canary["p50_ms"] - base["p50_ms"]) * 1000
-    print(f"{'canary: p50 added':34} {added:8.0f} us (<= 50 us)")
+    print(f"{'canary 1.0: p50 added':34} {added:8.0f} us (<= 50 us)")
+    added = (medians["canary-0.1"]["p50_ms"] - base["p50_ms"]) * 1000
+    print(f"{'canary 0.1: p50 added':34} {added:8.0f} us (<= 50 us)")
 
 
 @click.command()

@@ -6,9 +6,10 @@ every ``poll_s`` seconds, loads a new version in the background, warms it and sw
 other URI is served as it is. A challenger (``canary``) is followed the same way, except that it
 may not exist: when its alias is gone, the worker drops it at the next look.
 
-Every version's ONNX Runtime session is re-opened here with a fixed number of threads (see
-``limit_threads``): the session is built inside the logged (pickled) model, with ONNX Runtime's
-defaults, in every version logged so far, and those cannot change after registration.
+Every version's ONNX Runtime session gets a fixed number of threads that never spin (see
+``session_config``): versions logged since the pyfunc declared its session settings open it so
+through MLflow's ``model_config``; older ones, whose pickled code opens it with ONNX Runtime's
+defaults and cannot change, have it re-opened here (``limit_threads``).
 """
 
 from __future__ import annotations
@@ -94,12 +95,20 @@ def download(model_uri: str, root: Path) -> Download:
 
 
 def load(downloaded: Download, uri: str, threads: int = 1) -> LoadedModel:
-    """Open a downloaded model, limit its threads and answer one request with it, so that the
-    first client's request does not pay for the session's first run."""
+    """Open a downloaded model with ``threads`` ONNX Runtime threads (0: its defaults) and
+    answer one request with it, so that the first client's request does not pay for the
+    session's first run."""
     import mlflow
 
-    model = mlflow.pyfunc.load_model(str(downloaded.model_path)).unwrap_python_model()
-    if threads:
+    config = session_config(downloaded.model_path, threads)
+    path = str(downloaded.model_path)
+    model = mlflow.pyfunc.load_model(path, model_config=config).unwrap_python_model()
+    if threads and config is None:
+        logger.info(
+            "version %s was logged before its pyfunc took session settings: the server "
+            "re-opens its ONNX session",
+            downloaded.version,
+        )
         limit_threads(model, downloaded.model_path, threads)
     startup.phase("load")
     model.probabilities(model.prepare(np.zeros((1, 28, 28), dtype=np.float32)))
@@ -107,15 +116,34 @@ def load(downloaded: Download, uri: str, threads: int = 1) -> LoadedModel:
     return LoadedModel(model, downloaded.name, downloaded.version, uri, downloaded.folder)
 
 
-def limit_threads(model: Any, model_path: Path, threads: int) -> None:
-    """Re-open the model's ONNX session with ``threads`` intra-op threads that never spin.
+def session_config(model_path: Path, threads: int) -> dict[str, Any] | None:
+    """The ``model_config`` giving the model's session ``threads`` intra-op threads that never
+    spin; None for ONNX Runtime's defaults (``threads`` 0) or a version whose logged model
+    declares no such settings (logged before they existed).
 
     ONNX Runtime's default pool has one thread per core, spinning after each call: at 20
     single-image calls a second that cost 41.9 ms of CPU per call (83% of a core while nearly
     idle, stolen from the other workers) against 0.64 ms with one thread, for 0.1 ms of latency.
-    The logged model opens its session in ``load`` with the defaults, and a logged model's code
-    is frozen with its fingerprint: so the server replaces the session, which every version
-    logged so far keeps in ``_session`` (its input name is the same file's).
+    """
+    import mlflow
+
+    from mnist_mlops.serving.pyfunc import SESSION_CONFIG
+
+    flavor = mlflow.models.Model.load(str(model_path)).flavors[mlflow.pyfunc.FLAVOR_NAME]
+    declared = flavor.get(mlflow.pyfunc.MODEL_CONFIG) or {}  # the MLmodel's ``config``
+    if not threads or not SESSION_CONFIG.keys() <= declared.keys():
+        return None
+    return {"onnx_intra_op_threads": threads, "onnx_allow_spinning": False}
+
+
+def limit_threads(model: Any, model_path: Path, threads: int) -> None:
+    """Re-open the session of a version logged before the pyfunc took session settings with
+    ``threads`` intra-op threads that never spin.
+
+    Its pickled code opens the session with ONNX Runtime's defaults, and a logged model's code
+    is frozen with its fingerprint: so the server replaces the session, which every one of
+    those versions keeps in ``_session`` (its input name is the same file's). Re-logging such
+    a version with the current code (a new version, with a new fingerprint) ends this.
     """
     import mlflow
     import onnxruntime

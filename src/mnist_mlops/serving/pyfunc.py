@@ -35,6 +35,12 @@ NO_DIGIT = "no digit found"
 # What ``predict`` returns, declared rather than inferred from an example (inferring it makes
 # MLflow warn that an integer column cannot hold missing values): the digit and probabilities
 # are missing, and ``error`` says why, for a picture without a digit.
+# The ONNX Runtime session settings a loader may choose at load time, through MLflow's
+# ``model_config`` (``mlflow.pyfunc.load_model(uri, model_config=...)`` or the
+# ``MLFLOW_PYFUNC_INFERENCE_CONFIG`` variable): intra-op threads (0 = one per core) and whether
+# they spin between calls. Logged with these defaults, ONNX Runtime's own, since MLflow passes a
+# loader only the keys a model declared when it was logged.
+SESSION_CONFIG: dict[str, Any] = {"onnx_intra_op_threads": 0, "onnx_allow_spinning": True}
 OUTPUT_SCHEMA = Schema(
     [
         ColSpec(DataType.long, "digit", required=False),
@@ -96,12 +102,21 @@ class MnistDigitModel(PythonModel):
     _skip_type_hint_validation = True
 
     def load_context(self, context: PythonModelContext) -> None:
-        self.load(context.artifacts[ONNX_ARTIFACT])
+        self.load(
+            context.artifacts[ONNX_ARTIFACT], {**SESSION_CONFIG, **(context.model_config or {})}
+        )
 
-    def load(self, onnx_path: str) -> None:
+    def load(self, onnx_path: str, config: Mapping[str, Any] = SESSION_CONFIG) -> None:
+        """Open the ONNX session with the ``SESSION_CONFIG`` settings ``config`` gives."""
         import onnxruntime
 
-        self._session = onnxruntime.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = int(config["onnx_intra_op_threads"])
+        if not config["onnx_allow_spinning"]:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._session = onnxruntime.InferenceSession(
+            onnx_path, options, providers=["CPUExecutionProvider"]
+        )
         self._input_name = self._session.get_inputs()[0].name
 
     def prepare(self, model_input: Any) -> np.ndarray:
@@ -249,6 +264,7 @@ def log_servable_model(
                 input_example=_example_digit(),
                 pip_requirements=[f"{package}=={version(package)}" for package in _REQUIREMENTS],
                 registered_model_name=registered_model_name,
+                model_config=SESSION_CONFIG,
                 metadata={FINGERPRINT_KEY: fingerprint(onnx_path, served_sources())},
             )
         finally:

@@ -12,12 +12,15 @@ Two forms, chosen by the path:
   ``<UTC time>-<host>-<pid>-<tag>-<n>.jsonl``: any number of servers write side by side, and
   reading the parts in name order reads them in upload order.
 
-Requests hand their line to a queue; one thread per worker does the writes, so the event loop
-never waits on the disk or the network.
+Requests hand their line to a queue and one thread per worker writes them, so the event loop
+never waits on the disk or the network. The thread writes a line as soon as it comes, then
+rests ``WRITE_EVERY_S`` before it writes what queued meanwhile: under traffic a request seldom
+wakes it (a wake-up per line was a thread switch per request).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
 import os
@@ -25,6 +28,8 @@ import queue
 import secrets
 import socket
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +41,8 @@ from concurrent_log_handler import ConcurrentRotatingFileHandler
 logger = logging.getLogger(__name__)
 
 PART_LINES = 5000  # lines a worker buffers at most before uploading a part
+WRITE_EVERY_S = 0.25  # how long a line waits at most in its worker before it is written
+_STOP = ""  # never a line (each is a JSON object): the writer's last
 
 
 def is_folder(path: str) -> bool:
@@ -91,35 +98,55 @@ class RequestLog:
     """
 
     def __init__(self, path: str | None, max_bytes: int, backups: int, flush_s: float = 10) -> None:
-        self._queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-        self._listener: logging.handlers.QueueListener | None = None
+        self._queue: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._handler: logging.Handler | None = None
         self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
         if not path:
             return
         if is_folder(path):
-            handler: logging.Handler = PartUploader(path)
-            threading.Thread(target=self._flush_every, args=(handler, flush_s), daemon=True).start()
+            self._handler = PartUploader(path)
+            self._start(self._flush_every, self._handler, flush_s)
         else:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            handler = ConcurrentRotatingFileHandler(
+            self._handler = ConcurrentRotatingFileHandler(
                 path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
             )
-        self._listener = logging.handlers.QueueListener(self._queue, handler)
-        self._listener.start()
+        self._start(self._write_lines, self._handler)
+
+    def _start(self, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def _flush_every(self, handler: logging.Handler, seconds: float) -> None:
         while not self._stop.wait(seconds):
             handler.flush()
 
+    def _write_lines(self, handler: logging.Handler) -> None:
+        """Write what is queued whenever a line comes, at most every ``WRITE_EVERY_S``, until
+        ``_STOP``; a record per line, so that rotation stays exact."""
+        while True:
+            lines = [self._queue.get()]  # sleeps until a line comes
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    lines.append(self._queue.get_nowait())
+            for line in lines:
+                if line == _STOP:
+                    return
+                handler.handle(logging.makeLogRecord({"msg": line, "levelno": logging.INFO}))
+            time.sleep(WRITE_EVERY_S)  # lines queued meanwhile wake no one
+
     def write(self, record: dict[str, Any]) -> None:
-        if self._listener is not None:
-            line = orjson.dumps(record).decode()
-            self._queue.put(logging.makeLogRecord({"msg": line, "levelno": logging.INFO}))
+        if self._handler is not None:
+            self._queue.put(orjson.dumps(record).decode())
 
     def close(self) -> None:
+        if self._handler is None:
+            return
         self._stop.set()
-        if self._listener is not None:
-            self._listener.stop()  # hands every queued record to the handler first
-            for handler in self._listener.handlers:
-                handler.close()  # BufferingHandler.close flushes: the last part is uploaded
-            self._listener = None
+        self._queue.put(_STOP)
+        for thread in self._threads:
+            thread.join()
+        self._handler.close()  # BufferingHandler.close flushes: the last part is uploaded
+        self._handler = None

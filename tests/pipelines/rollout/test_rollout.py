@@ -1,5 +1,6 @@
 """Canaries judged on live traffic: two real ``kedro serve`` servers writing their request logs
-as parts into one folder (as into an object store), a real registry, the rollout pipeline.
+as parts into one bucket of the GCS emulator that ``kedro workspaces up`` runs (fake-gcs-server),
+a real registry, the rollout pipeline reading every server's parts from the bucket.
 
 A good challenger (production's weights) is promoted with clients sending throughout, none
 failing; a bad one (it reads every image inverted) and a slow one (it sleeps 50 ms per call)
@@ -33,9 +34,12 @@ from mnist_mlops.pipelines.rollout.parameters import RolloutParameters
 from mnist_mlops.serving.process import ScoringProcess, free_port
 from mnist_mlops.serving.pyfunc import MnistDigitModel
 from mnist_mlops.workspaces import Workspace
+from mnist_mlops.workspaces.stores import GcsStore
 from tests.serving.test_operations import kedro_project, kedro_serve
 
 NAME = "mnist-cnn"
+LOG_BUCKET, LOG_PREFIX = "mnist-logs", "requests/"
+LOG = f"gs://{LOG_BUCKET}/{LOG_PREFIX}"
 SERVING = {
     "serving.poll_s": 1,
     "serving.request_log_flush_s": 0.5,
@@ -112,12 +116,32 @@ def registry(registry_uri, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def servers(registry, tmp_path_factory):
-    """Two ``kedro serve --env gcp`` servers (one worker each) writing to one log folder."""
+def bucket(tmp_path_factory):
+    """fake-gcs-server with the bucket ``mnist-logs``, as ``kedro workspaces up`` starts it for
+    the production workspace; this process reads it as the servers write it."""
+    if GcsStore.binary() is None:
+        pytest.skip("needs fake-gcs-server (uv sync)")
+    store = GcsStore(tmp_path_factory.mktemp("gcs"), free_port())
+    store.start((LOG_BUCKET,), dict(os.environ))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STORAGE_EMULATOR_HOST", store.url)
+        try:
+            yield store
+        finally:
+            store.stop()
+
+
+@pytest.fixture(scope="module")
+def servers(registry, bucket, tmp_path_factory):
+    """Two ``kedro serve --env gcp`` servers (one worker each) writing to one log folder in the
+    bucket."""
     project = kedro_project(tmp_path_factory.mktemp("project"))
-    folder = project / "logs" / "requests"
     params = ",".join(f"{key}={value}" for key, value in SERVING.items())
-    env = {"GCP_MLFLOW_TRACKING_URI": registry["uri"], "MNIST_REQUEST_LOG": f"{folder}/"}
+    env = {
+        "GCP_MLFLOW_TRACKING_URI": registry["uri"],
+        "MNIST_REQUEST_LOG": LOG,
+        "STORAGE_EMULATOR_HOST": bucket.url,
+    }
     processes = []
     for _ in range(2):
         port = free_port()
@@ -134,13 +158,27 @@ def servers(registry, tmp_path_factory):
         assert all(process.process and process.process.poll() is None for process in processes)
         yield {
             "urls": [process.url for process in processes],
-            "log": folder,
+            "bucket": bucket,
             "project": project,
             "env": env,
         }
     finally:
         for process in processes:
             process.stop()
+
+
+def answered_per_server(servers, since: str, until: str) -> dict[str, int]:
+    """Requests each server (its pid in the parts' names) logged as answered from ``since`` to
+    ``until``, read from the bucket."""
+    counts: dict[str, int] = {}
+    for blob in servers["bucket"].client().list_blobs(LOG_BUCKET, prefix=LOG_PREFIX):
+        writer = blob.name.rsplit("-", 3)[1]
+        lines = blob.download_as_bytes().decode().splitlines()
+        answered = [
+            r for r in map(json.loads, lines) if r["status"] == 200 and since <= r["time"] < until
+        ]
+        counts[writer] = counts.get(writer, 0) + len(answered)
+    return counts
 
 
 def version_of(url: str) -> dict:
@@ -159,12 +197,15 @@ def wait_until_served(servers, production: str, challenger: str | None) -> None:
         time.sleep(0.2)
 
 
-def make_canary(registry, servers, version: str) -> None:
+def make_canary(registry, servers, version: str) -> str:
+    """Alias ``version`` canary, as deploy does, once both servers serve it; its canary_since."""
     client = registry["client"]
+    since = datetime.now(UTC).isoformat()
     client.set_registered_model_alias(NAME, "canary", version)
-    client.set_model_version_tag(NAME, version, "mnist.canary_since", datetime.now(UTC).isoformat())
+    client.set_model_version_tag(NAME, version, "mnist.canary_since", since)
     production = str(client.get_model_version_by_alias(NAME, "production").version)
     wait_until_served(servers, production, version)
+    return since
 
 
 class Clients:
@@ -224,7 +265,7 @@ def rollout(registry, servers) -> dict:
     catalog = DataCatalog(
         {
             "production_workspace": MemoryDataset(registry["workspace"]),
-            "serving_request_log": RequestLogDataset(filepath=f"{servers['log']}/"),
+            "serving_request_log": RequestLogDataset(filepath=LOG),
             "params:rollout": MemoryDataset(RolloutParameters.model_validate(ROLLOUT)),
             "rollout_metrics": MemoryDataset(),
             "rollout_report": MemoryDataset(),
@@ -239,9 +280,10 @@ def aliases(registry) -> dict[str, str]:
 
 
 def test_a_good_challenger_is_promoted_and_no_client_request_fails(registry, servers, clients):
-    make_canary(registry, servers, "2")
+    since = make_canary(registry, servers, "2")
     with clients() as sending:
         sending.until(300)
+        uploaded = datetime.now(UTC).isoformat()  # the rollout reads after the next uploads
         report = rollout(registry, servers)
         wait_until_served(servers, "2", None)
         sending.until(40)
@@ -252,8 +294,12 @@ def test_a_good_challenger_is_promoted_and_no_client_request_fails(registry, ser
     assert aliases(registry) == {"production": "2", "previous-production": "1"}
     tags = registry["client"].get_model_version(NAME, "2").tags
     assert tags["mnist.deploy_status"] == "production" and "mnist.promoted_at" in tags
-    writers = {part.name.rsplit("-", 3)[1] for part in servers["log"].glob("*.jsonl")}
-    assert len(writers) == 2, writers  # the parts of both servers (their pids) were read
+    # Both servers uploaded parts, and the decision counted the requests of both (all those
+    # uploaded before it read the bucket, and a few more).
+    per_server = answered_per_server(servers, since, uploaded)
+    decided_on = evidence["production"]["answers"] + evidence["challenger"]["answers"]
+    assert len(per_server) == 2 and min(per_server.values()) > 0, per_server
+    assert decided_on >= sum(per_server.values()), (per_server, decided_on)
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,8 @@
 
 import logging
 
-from mnist_mlops import quiet_log
-from mnist_mlops.hooks import spark_conf
+from mnist_mlops.runtime import quiet_log
+from mnist_mlops.spark.session import spark_conf
 
 
 def test_a_silenced_message_is_dropped_and_everything_else_kept(caplog):

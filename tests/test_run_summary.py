@@ -14,7 +14,7 @@ from mnist_mlops.registry.records import (
     PushedVersion,
     SandboxVersion,
 )
-from mnist_mlops.run_summary import BatchScores, render
+from mnist_mlops.reporting.run_summary import BatchScores, render
 
 REGISTRATION = {"min_test_accuracy": 0.99, "max_regression": 0.002}
 REPORTS = {"strategy comparison chart": "data/08_reporting/strategy_comparison.png"}
@@ -184,7 +184,7 @@ def test_batch_scoring_ends_with_its_result_in_one_paragraph():
     scores = BatchScores(
         images=10_000, versions=["4"], mean_confidence=0.987, unsure=12, digits={0: 980, 1: 1135}
     )
-    text = render("Run summary: batch_predict", {}, REGISTRATION, {}, batch=scores)
+    text = render("Run summary: batch_predict", {"batch_summary": scores}, REGISTRATION, {})
 
     assert (
         "Scored 10,000 images with version 4: mean confidence 0.987, 12 below 0.5. "

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from kedro.io import AbstractDataset, DatasetError
 
-from mnist_mlops.strategies import SkippedStrategy, TrainingResult
+from mnist_mlops.spark.strategies import SkippedStrategy, TrainingResult
 
 Result = TrainingResult | SkippedStrategy
 

@@ -14,10 +14,8 @@ import numpy as np
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 
-from mnist_mlops.model_card import Deployment
-from mnist_mlops.model_card.store import add_deployment
+from mnist_mlops.evaluation.real_pictures import picture_accuracy, picture_batches
 from mnist_mlops.pipelines.deploy.parameters import DeploymentParameters
-from mnist_mlops.real_pictures import picture_accuracy, picture_batches
 from mnist_mlops.registry import (
     CANARY_ALIAS,
     CANARY_SINCE_TAG,
@@ -31,6 +29,7 @@ from mnist_mlops.registry import (
     utc_iso,
     version_with_alias,
 )
+from mnist_mlops.registry.model_cards import add_deployment
 from mnist_mlops.registry.outcomes import NoSuchVersion, Rejected
 from mnist_mlops.registry.records import (
     DeployCandidate,
@@ -40,6 +39,7 @@ from mnist_mlops.registry.records import (
     PushedVersion,
     version_string,
 )
+from mnist_mlops.reporting.model_card import Deployment
 from mnist_mlops.serving.process import ScoringProcess, ServerNotReady
 from mnist_mlops.workspaces import Workspace
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from mnist_mlops.workspaces.daemons import Daemon, ServiceError, answers
+from mnist_mlops.devservices.daemons import Daemon, ServiceError, answers
 
 # package.json and node_modules of the Node.js services, in the project's checkout.
 PROJECT_SERVICES = Path(__file__).resolve().parents[3] / "services"

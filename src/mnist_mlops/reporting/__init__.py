@@ -1,0 +1,2 @@
+"""What a run reports: the end-of-run summary and the model card (its content, figures and
+rendering)."""

@@ -1,0 +1,88 @@
+"""The source tree's shape: only Kedro's own modules at the top of the package, and no import
+cycle between the project's modules."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mnist_mlops"
+KEDRO_FILES = {"__init__", "__main__", "settings", "pipeline_registry", "hooks", "cli"}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _imported(module: str, tree: ast.Module) -> set[str]:
+    """The project's modules ``module`` imports when it is imported (its top-level statements:
+    an import inside a function runs later and cannot close a cycle)."""
+    found = set()
+    for statement in tree.body:
+        if isinstance(statement, ast.Import):
+            found |= {alias.name for alias in statement.names}
+        elif isinstance(statement, ast.ImportFrom):
+            base = statement.module or ""
+            if statement.level:  # relative: from the module's package, then up
+                package = module.split(".")
+                if MODULES[module].name != "__init__.py":
+                    package = package[:-1]
+                parts = [*package[: len(package) - statement.level + 1], base]
+                base = ".".join(part for part in parts if part)
+            for alias in statement.names:
+                submodule = f"{base}.{alias.name}"
+                found.add(submodule if submodule in MODULES else base)
+    return {name for name in found if name in MODULES and name != module}
+
+
+def _graph() -> dict[str, set[str]]:
+    return {m: _imported(m, ast.parse(p.read_text())) for m, p in MODULES.items()}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph``, as the modules along it, or None when there is none."""
+    state: dict[str, str] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = "open"
+        path.append(node)
+        for target in sorted(graph[node]):
+            if state.get(target) == "open":
+                return [*path[path.index(target) :], target]
+            if target not in state and (found := visit(target)):
+                return found
+        state[node] = "done"
+        path.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_only_kedros_own_modules_sit_at_the_top_of_the_package():
+    top = {p.stem for p in PACKAGE.glob("*.py")}
+    assert top == KEDRO_FILES, f"move {sorted(top - KEDRO_FILES)} into a package"
+
+
+def test_no_import_cycle_between_the_projects_modules():
+    assert _cycle(_graph()) is None, " -> ".join(_cycle(_graph()) or [])
+
+
+@pytest.mark.parametrize(
+    ("graph", "expected"),
+    [
+        ({"a": {"b"}, "b": {"c"}, "c": set()}, None),
+        ({"a": {"b"}, "b": {"c"}, "c": {"a"}}, ["a", "b", "c", "a"]),
+    ],
+)
+def test_the_cycle_check_finds_a_cycle(graph, expected):
+    assert _cycle(graph) == expected

@@ -1,5 +1,6 @@
-"""The source tree's shape: only Kedro's own modules at the top of the package, and no import
-cycle between the project's modules."""
+"""The source tree's shape: only Kedro's own modules at the top of the package, no import cycle
+between the project's modules, and no function over 40 lines but the declarative
+``create_pipeline`` functions."""
 
 from __future__ import annotations
 
@@ -10,6 +11,17 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mnist_mlops"
 KEDRO_FILES = {"__init__", "__main__", "settings", "pipeline_registry", "hooks", "cli"}
+MAX_FUNCTION_LINES = 40
+# Functions over the limit in files other branches are editing at the same time (training,
+# rollout): split once those branches are merged. The test fails when one is split or grows.
+PENDING_SPLITS = {
+    "pipelines/rollout/nodes.py:apply_decision": 42,
+    "pipelines/training/fit.py:fit_model": 50,
+    "pipelines/training/model.py:build_model": 50,
+    "pipelines/training/nodes.py:choose_recipe": 47,
+    "pipelines/training/nodes.py:_train": 56,
+    "pipelines/training/spark_runner.py:run_with_runner": 46,
+}
 
 
 def _module_name(path: Path) -> str:
@@ -75,6 +87,23 @@ def test_only_kedros_own_modules_sit_at_the_top_of_the_package():
 
 def test_no_import_cycle_between_the_projects_modules():
     assert _cycle(_graph()) is None, " -> ".join(_cycle(_graph()) or [])
+
+
+def _long_functions() -> dict[str, int]:
+    """Every function of the package over :data:`MAX_FUNCTION_LINES` (``def`` to its last line,
+    docstring included), by ``file:name``; ``create_pipeline`` functions are declarations."""
+    found = {}
+    for path in MODULES.values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES and node.name != "create_pipeline":
+                    found[f"{path.relative_to(PACKAGE).as_posix()}:{node.name}"] = lines
+    return found
+
+
+def test_no_function_is_over_40_lines():
+    assert _long_functions() == PENDING_SPLITS
 
 
 @pytest.mark.parametrize(

@@ -306,6 +306,21 @@ def render(
         reports: files the run wrote, by description.
         error: what stopped the run (a rejected candidate, a failed check), if anything did.
     """
+    body = _sections(outputs, registration, error)
+    if not body:
+        return ""
+    lines = [f"# {title}", "", *body]
+    if reports:
+        lines += ["## Reports", ""]
+        lines += [f"- {what}: `{path}`" for what, path in reports.items()]
+        lines.append("")
+    return "\n".join(_wrap(line) for line in lines + next_steps(outputs, error)) + "\n"
+
+
+def _sections(
+    outputs: dict[str, Any], registration: dict[str, Any], error: BaseException | None
+) -> list[str]:
+    """The lines of every section the run's outputs have, in the order the flow makes them."""
     body: list[str] = []
     if "tuning_summary" in outputs:
         body += tuning_section(outputs["tuning_summary"])
@@ -323,14 +338,7 @@ def render(
         body += batch_paragraph(outputs["batch_summary"])
     if error is not None:
         body += stopped_section(error)
-    if not body:
-        return ""
-    lines = [f"# {title}", "", *body]
-    if reports:
-        lines += ["## Reports", ""]
-        lines += [f"- {what}: `{path}`" for what, path in reports.items()]
-        lines.append("")
-    return "\n".join(_wrap(line) for line in lines + next_steps(outputs, error)) + "\n"
+    return body
 
 
 def _wrap(line: str, width: int = 100) -> str:

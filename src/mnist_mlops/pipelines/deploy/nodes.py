@@ -338,13 +338,9 @@ def infra_validate(
     except (ServerNotReady, OSError) as exc:  # URLError, a reset connection: the server's doing
         raise _reject(production, staged, f"infra-validation failed: {exc}") from exc
     if problems:
-        raise _reject(
-            production,
-            staged,
-            "infra-validation failed: "
-            + "; ".join(problems)
-            + f"\nserver log:\n{server.log_tail()}",
-        )
+        log = server.log_tail()
+        reason = f"infra-validation failed: {'; '.join(problems)}\nserver log:\n{log}"
+        raise _reject(production, staged, reason)
     report = _latency_report(server.ready_after_s, latencies)
     logger.info("Infra-validation passed: %s", report)
     return staged.model_copy(update={"infra": report})

@@ -77,25 +77,16 @@ def evaluate_candidate(
     labels = arrays["test_labels"]
     accuracy, per_class = _accuracy(predicted, labels)
     photo_accuracy, by_category = picture_accuracy(model, real_pictures, len(real_pictures))
-    incumbent = version_with_alias(production, registration.model_name, "production")
-    incumbent_accuracy = (
-        float(incumbent.tags[TEST_ACCURACY_TAG])
-        if incumbent is not None and TEST_ACCURACY_TAG in incumbent.tags
-        else None
-    )
+    incumbent, incumbent_accuracy = _incumbent(production, registration.model_name)
     mlflow.log_metrics(
         {"candidate_test_accuracy": accuracy, "candidate_photo_accuracy": photo_accuracy}
         | per_class
     )
-    incumbent_version = incumbent.version if incumbent is not None else None
-    failures = _gate_failures(accuracy, incumbent_version, incumbent_accuracy, registration)
-    if failures:
-        raise GateError("Candidate rejected, nothing registered: " + "; ".join(failures))
-    logger.info("Gate passed: test accuracy %.4f", accuracy)
+    _gate(accuracy, incumbent, incumbent_accuracy, registration)
     return GateEvaluation(
         test_accuracy=accuracy,
         per_class=per_class,
-        production_version=incumbent.version if incumbent else None,
+        production_version=incumbent,
         production_test_accuracy=incumbent_accuracy,
         photo_images=len(real_pictures),
         photo_accuracy=photo_accuracy,
@@ -105,6 +96,16 @@ def evaluate_candidate(
     )
 
 
+def _incumbent(production: Workspace, name: str) -> tuple[str | None, float | None]:
+    """The version holding ``production`` and the test accuracy it was registered with (None
+    for either when there is none)."""
+    incumbent = version_with_alias(production, name, "production")
+    if incumbent is None:
+        return None, None
+    accuracy = incumbent.tags.get(TEST_ACCURACY_TAG)
+    return incumbent.version, float(accuracy) if accuracy is not None else None
+
+
 def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> tuple[float, dict[str, float]]:
     """Accuracy of the predicted digits, overall and per digit (MLflow metric names)."""
     per_class = {
@@ -112,6 +113,19 @@ def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> tuple[float, dict[st
         for digit in range(10)
     }
     return float((predicted == labels).mean()), per_class
+
+
+def _gate(
+    accuracy: float,
+    incumbent_version: str | None,
+    incumbent_accuracy: float | None,
+    registration: RegistrationParameters,
+) -> None:
+    """Pass the candidate, or raise :class:`GateError` naming each failed check."""
+    failures = _gate_failures(accuracy, incumbent_version, incumbent_accuracy, registration)
+    if failures:
+        raise GateError("Candidate rejected, nothing registered: " + "; ".join(failures))
+    logger.info("Gate passed: test accuracy %.4f", accuracy)
 
 
 def _gate_failures(
@@ -278,15 +292,19 @@ def build_model_card(
             accuracy=evaluation.photo_accuracy,
             by_category=evaluation.photo_accuracy_by_category,
         ),
-        gate=Gate(
-            decision="passed",
-            min_test_accuracy=registration.min_test_accuracy,
-            max_regression=registration.max_regression,
-            production_version=evaluation.production_version,
-            production_test_accuracy=evaluation.production_test_accuracy,
-        ),
+        gate=_passed_gate(evaluation, registration),
     )
     return card, pictures
+
+
+def _passed_gate(evaluation: GateEvaluation, registration: RegistrationParameters) -> Gate:
+    return Gate(
+        decision="passed",
+        min_test_accuracy=registration.min_test_accuracy,
+        max_regression=registration.max_regression,
+        production_version=evaluation.production_version,
+        production_test_accuracy=evaluation.production_test_accuracy,
+    )
 
 
 def publish_model_card(

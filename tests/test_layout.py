@@ -1,6 +1,6 @@
-"""The source tree's shape: only Kedro's own modules at the top of the package, no import cycle
-between the project's modules, and no function over 40 lines but the declarative
-``create_pipeline`` functions."""
+"""The source tree's shape: only Kedro's own modules at the top of the package, imports between
+packages pointing down the layers (docs/layout.md), no import cycle between modules, and no
+function over 40 lines but the declarative ``create_pipeline`` functions."""
 
 from __future__ import annotations
 
@@ -11,6 +11,16 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mnist_mlops"
 KEDRO_FILES = {"__init__", "__main__", "settings", "pipeline_registry", "hooks", "cli"}
+# Each package imports only packages of the layers below its own (Kedro's files: each other too).
+LAYERS = (
+    KEDRO_FILES,
+    {"pipelines"},
+    {"datasets", "evaluation", "reporting"},
+    {"registry"},
+    {"serving", "spark", "devservices"},
+    {"workspaces"},
+    {"config", "runtime"},
+)
 MAX_FUNCTION_LINES = 40
 # Functions over the limit in files other branches are editing at the same time (training,
 # rollout): split once those branches are merged. The test fails when one is split or grows.
@@ -80,9 +90,45 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def _package(module: str) -> str:
+    """The top-level package of a module (``registry`` for ``mnist_mlops.registry.records``), or
+    the module's own name for Kedro's files (``hooks``; ``__init__`` for the package itself)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _layer(package: str) -> int:
+    return next(index for index, layer in enumerate(LAYERS) if package in layer)
+
+
+def _imports_up() -> list[str]:
+    """Every import, anywhere in a module (a function's too), of a package not below its own."""
+    found = []
+    for module, path in MODULES.items():
+        source = _package(module)
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module]
+                if node.module == "mnist_mlops":  # from mnist_mlops import registry
+                    names = [f"mnist_mlops.{a.name}" for a in node.names]
+            for name in names:
+                if not name.startswith("mnist_mlops."):
+                    continue
+                target = _package(name)
+                if target != source and _layer(target) <= _layer(source) and _layer(source):
+                    found.append(f"{module} imports {name}")
+    return found
+
+
 def test_only_kedros_own_modules_sit_at_the_top_of_the_package():
     top = {p.stem for p in PACKAGE.glob("*.py")}
     assert top == KEDRO_FILES, f"move {sorted(top - KEDRO_FILES)} into a package"
+
+
+def test_every_package_imports_only_the_layers_below_it():
+    assert {_package(m) for m in MODULES} <= set().union(*LAYERS)
+    assert _imports_up() == []
 
 
 def test_no_import_cycle_between_the_projects_modules():

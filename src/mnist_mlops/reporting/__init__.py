@@ -1,2 +1,1 @@
-"""What a run reports: the end-of-run summary and the model card (its content, figures and
-rendering)."""
+"""What a run reports: the end-of-run summary, from the records its nodes returned."""

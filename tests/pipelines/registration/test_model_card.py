@@ -21,11 +21,11 @@ from mnist_mlops.pipelines.registration.nodes import (
     register_in_sandbox,
 )
 from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
-from mnist_mlops.registry.model_cards import CARD_FOLDER
+from mnist_mlops.registry.model_card.store import CARD_FOLDER
 from mnist_mlops.registry.records import DeployValidation
 from tests.conftest import REAL_PICTURES, workspace
 from tests.pipelines.registration.conftest import CHAMPION
-from tests.reporting.test_render import SECTIONS
+from tests.registry.test_model_card_render import SECTIONS
 from tests.test_viz import CHROMIUM, CHROMIUM_ARGS
 
 NAME = "carded-cnn"  # its own model in the shared servers: no other test's aliases or versions

@@ -29,7 +29,8 @@ from mnist_mlops.registry import (
     utc_iso,
     version_with_alias,
 )
-from mnist_mlops.registry.model_cards import add_deployment
+from mnist_mlops.registry.model_card import Deployment
+from mnist_mlops.registry.model_card.store import add_deployment
 from mnist_mlops.registry.outcomes import NoSuchVersion, Rejected
 from mnist_mlops.registry.records import (
     DeployCandidate,
@@ -39,7 +40,6 @@ from mnist_mlops.registry.records import (
     PushedVersion,
     version_string,
 )
-from mnist_mlops.reporting.model_card import Deployment
 from mnist_mlops.serving.process import ScoringProcess, ServerNotReady
 from mnist_mlops.workspaces import Workspace
 

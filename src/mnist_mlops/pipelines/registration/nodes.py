@@ -24,12 +24,12 @@ from mnist_mlops.registry import (
     version_with_alias,
     versions_with_fingerprint,
 )
-from mnist_mlops.registry import model_cards as card_store
+from mnist_mlops.registry.model_card import Gate, Lineage, ModelCard, PictureAccuracy, VersionRef
+from mnist_mlops.registry.model_card import store as card_store
+from mnist_mlops.registry.model_card.figures import confusion_matrix, mnist_accuracy
 from mnist_mlops.registry.outcomes import Rejected
 from mnist_mlops.registry.push import push_version
 from mnist_mlops.registry.records import Candidate, GateEvaluation, PushedVersion, SandboxVersion
-from mnist_mlops.reporting.model_card import Gate, Lineage, ModelCard, PictureAccuracy, VersionRef
-from mnist_mlops.reporting.model_card.figures import confusion_matrix, mnist_accuracy
 from mnist_mlops.serving.pyfunc import FINGERPRINT_KEY, log_servable_model
 from mnist_mlops.workspaces import Workspace
 

@@ -12,8 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mnist_mlops.reporting.model_card.card import Deployment, ModelCard, StatusChange
-from mnist_mlops.reporting.model_card.render import (
+from mnist_mlops.registry.model_card.card import Deployment, ModelCard, StatusChange
+from mnist_mlops.registry.model_card.render import (
     card_files,
     render_deployment_summary,
     render_summary,

@@ -2,11 +2,11 @@
 
 :mod:`.card` is its content (figures only, JSON), :mod:`.figures` computes the figures and
 pictures from predictions, :mod:`.render` turns a card into Markdown, HTML and the registry
-description (pure); :mod:`mnist_mlops.registry.model_cards` keeps it beside a registered
+description (pure); :mod:`mnist_mlops.registry.model_card.store` keeps it beside a registered
 version in a workspace.
 """
 
-from mnist_mlops.reporting.model_card.card import (
+from mnist_mlops.registry.model_card.card import (
     ConfusedPair,
     Deployment,
     Gate,

@@ -22,11 +22,11 @@ import yaml
 
 import mnist_mlops  # noqa: F401  (sets the TensorFlow environment first)
 from mnist_mlops.datasets import IDXDataset
-from mnist_mlops.hooks import start_spark
 from mnist_mlops.pipelines.batch_predict.nodes import images_to_table, score_images
 from mnist_mlops.pipelines.batch_predict.parameters import BatchPredictParameters
 from mnist_mlops.pipelines.training.model import build_model
 from mnist_mlops.serving.pyfunc import log_servable_model
+from mnist_mlops.spark.session import start_spark
 from mnist_mlops.workspaces import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]

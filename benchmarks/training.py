@@ -31,7 +31,6 @@ import yaml
 
 import mnist_mlops  # noqa: F401  (sets the TensorFlow environment first)
 from mnist_mlops.datasets import ArrayBundle, ArrayBundleDataset, IDXDataset
-from mnist_mlops.hooks import start_spark
 from mnist_mlops.pipelines.data_prep.nodes import split_train_validation
 from mnist_mlops.pipelines.data_prep.parameters import DataPrepParameters
 from mnist_mlops.pipelines.training import nodes
@@ -43,7 +42,8 @@ from mnist_mlops.pipelines.training.fit import (
 from mnist_mlops.pipelines.training.model import STEPS_PER_EXECUTION, build_model
 from mnist_mlops.pipelines.training.parameters import TrainingParameters
 from mnist_mlops.serving.process import free_port
-from mnist_mlops.spark_cluster import Cluster
+from mnist_mlops.spark.cluster import Cluster
+from mnist_mlops.spark.session import start_spark
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "baseline: plain fit"

@@ -29,7 +29,6 @@ import yaml
 
 import mnist_mlops  # noqa: F401  (sets the TensorFlow environment first)
 from mnist_mlops.datasets import ArrayBundleDataset, StudyStorage
-from mnist_mlops.hooks import start_spark
 from mnist_mlops.pipelines.data_prep.nodes import split_train_validation
 from mnist_mlops.pipelines.data_prep.parameters import DataPrepParameters
 from mnist_mlops.pipelines.training.parameters import TrainingParameters
@@ -37,6 +36,7 @@ from mnist_mlops.pipelines.tune import scheduler
 from mnist_mlops.pipelines.tune.parameters import TuningParameters
 from mnist_mlops.pipelines.tune.study import open_study
 from mnist_mlops.pipelines.tune.tracking import TrialRuns
+from mnist_mlops.spark.session import start_spark
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = ROOT / "data" / "01_raw" / "mnist"

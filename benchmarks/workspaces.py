@@ -21,6 +21,7 @@ import mlflow
 import yaml
 
 import mnist_mlops  # noqa: F401  (sets the TensorFlow environment first)
+from mnist_mlops.devservices import workspaces as local
 from mnist_mlops.pipelines.registration.nodes import (
     log_candidate,
     push_to_production,
@@ -28,7 +29,7 @@ from mnist_mlops.pipelines.registration.nodes import (
 )
 from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
 from mnist_mlops.pipelines.training.model import build_model
-from mnist_mlops.workspaces import Workspace, local
+from mnist_mlops.workspaces import Workspace
 
 # The configured hyperparameters: building the model reads the whole recipe.
 HYPERPARAMETERS = yaml.safe_load(

@@ -20,10 +20,10 @@ os.environ["DO_NOT_TRACK"] = "1"
 
 import mnist_mlops
 from mnist_mlops.datasets import ArrayBundle, ArrayBundleDataset, IDXDataset
-from mnist_mlops.hooks import start_spark
 from mnist_mlops.pipelines.data_prep.nodes import split_train_validation
 from mnist_mlops.pipelines.data_prep.parameters import DataPrepParameters
 from mnist_mlops.pipelines.training.parameters import TrainingParameters
+from mnist_mlops.spark.session import start_spark
 from mnist_mlops.workspaces import Workspace
 from tests.mlflow_servers import MlflowServer
 

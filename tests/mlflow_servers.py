@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from mnist_mlops.devservices.workspaces import basic_auth_ini
 from mnist_mlops.serving.process import ScoringProcess, free_port
-from mnist_mlops.workspaces.local import basic_auth_ini
 
 
 class MlflowServer:

@@ -3,8 +3,8 @@
 import pytest
 from kedro.framework.startup import bootstrap_project
 
-from mnist_mlops.hooks import needs_spark
 from mnist_mlops.pipeline_registry import register_pipelines
+from mnist_mlops.spark.session import needs_spark
 from tests.conftest import PROJECT_ROOT
 
 

@@ -7,8 +7,8 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from kedro.validation import ParameterValidationError
 
-from mnist_mlops.hooks import section_models
-from mnist_mlops.parameters import closest_key
+from mnist_mlops.config.parameters import closest_key
+from mnist_mlops.pipelines import section_models
 from mnist_mlops.pipelines.training.parameters import TrainingParameters
 from mnist_mlops.settings import CONFIG_LOADER_ARGS, CONFIG_LOADER_CLASS
 from tests.conftest import PROJECT_ROOT, RAW_MNIST

@@ -1,9 +1,12 @@
 """The log filters that keep a run quiet (a whole run's output is checked in tests/test_run.py)."""
 
 import logging
+import os
+import subprocess
+import sys
 
-from mnist_mlops import quiet_log
-from mnist_mlops.hooks import spark_conf
+from mnist_mlops.runtime import quiet_log
+from mnist_mlops.spark.session import spark_conf
 
 
 def test_a_silenced_message_is_dropped_and_everything_else_kept(caplog):
@@ -28,3 +31,26 @@ def test_tensorflow_probes_cuda_only_when_training_uses_gpus(monkeypatch):
     monkeypatch.setenv("TF_ENABLED_DEVICE_TYPES", "CPU")  # as TensorFlowHooks sets it
 
     assert spark_conf({})["spark.executorEnv.TF_ENABLED_DEVICE_TYPES"] == "CPU"  # executors too
+
+
+# What a run imports before its first node, in a fresh process whose Python warnings go to the
+# log as Kedro's logging sends them (``py.warnings`` records).
+IMPORT_AS_A_RUN = """
+import logging
+logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+logging.captureWarnings(True)
+from kedro.framework.project import configure_project
+configure_project("mnist_mlops")  # imports settings.py, and with it the hooks
+import mnist_mlops.cli
+from mnist_mlops.pipeline_registry import register_pipelines
+register_pipelines()
+"""
+
+
+def test_the_projects_imports_print_no_warning():
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    run = subprocess.run(
+        [sys.executable, "-c", IMPORT_AS_A_RUN], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "warning" not in (run.stdout + run.stderr).lower(), run.stderr[-3000:]

@@ -14,7 +14,7 @@ from mnist_mlops.registry.records import (
     PushedVersion,
     SandboxVersion,
 )
-from mnist_mlops.run_summary import BatchScores, render
+from mnist_mlops.reporting.run_summary import BatchScores, render, report_files
 
 REGISTRATION = {"min_test_accuracy": 0.99, "max_regression": 0.002}
 REPORTS = {"strategy comparison chart": "data/08_reporting/strategy_comparison.png"}
@@ -184,7 +184,7 @@ def test_batch_scoring_ends_with_its_result_in_one_paragraph():
     scores = BatchScores(
         images=10_000, versions=["4"], mean_confidence=0.987, unsure=12, digits={0: 980, 1: 1135}
     )
-    text = render("Run summary: batch_predict", {}, REGISTRATION, {}, batch=scores)
+    text = render("Run summary: batch_predict", {"batch_summary": scores}, REGISTRATION, {})
 
     assert (
         "Scored 10,000 images with version 4: mean confidence 0.987, 12 below 0.5. "
@@ -240,3 +240,22 @@ def test_a_tuned_training_run_says_which_trial_it_trained():
     )
     default = render("t", {**_whole_flow(), "recipe": {"recipe": "default"}}, REGISTRATION, {})
     assert "Recipe:" not in default
+
+
+def test_reports_are_named_by_the_files_their_catalog_entries_write(tmp_path):
+    catalog = {
+        "batch_predictions": {"type": "spark.SparkDataset", "filepath": "data/07/p.parquet"},
+        "gate_evaluation": {
+            "type": "kedro_mlflow.io.artifacts.MlflowArtifactDataset",
+            "dataset": {"type": "json.JSONDataset", "filepath": str(tmp_path / "data/gate.json")},
+        },
+        "monitoring_chart": {"type": "x", "dataset": {"filepath": "abfs://reports/chart.png"}},
+        "deployment_report": {"type": "kedro_mlflow.io.artifacts.MlflowMetricDataset"},
+        "not_a_report": {"filepath": "data/other.csv"},
+    }
+
+    assert report_files(catalog, tmp_path) == {
+        "batch_predictions": "data/07/p.parquet",
+        "gate_evaluation": "data/gate.json",  # as typed in the project folder
+        "monitoring_chart": "abfs://reports/chart.png",
+    }

@@ -15,7 +15,7 @@ import mlflow
 import pytest
 
 from mnist_mlops.serving.process import free_port
-from mnist_mlops.spark_cluster import Cluster
+from mnist_mlops.spark.cluster import Cluster
 from tests.conftest import PROJECT_ROOT, RAW_MNIST
 
 

@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TensorFlow and Spark included) into each model, found from the working directory.
 os.environ.setdefault("MLFLOW_UV_AUTO_DETECT", "false")
 
-from mnist_mlops import quiet_log  # after the TensorFlow settings above
+from mnist_mlops.runtime import quiet_log  # after the TensorFlow settings above
 
 quiet_log.install()
 

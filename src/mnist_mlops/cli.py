@@ -115,7 +115,7 @@ def _serving_configuration(env: str | None, params: dict) -> tuple[dict, Workspa
 @click.option("--webui-port", type=int, default=8080, show_default=True)
 def spark_cluster(action: str, workers: int, port: int, webui_port: int) -> None:
     """Start, stop or show a local Spark standalone cluster (master and one-core workers)."""
-    from mnist_mlops.spark_cluster import Cluster
+    from mnist_mlops.spark.cluster import Cluster
 
     cluster = Cluster(port=port, webui_port=webui_port)
     if action == "up":
@@ -144,7 +144,7 @@ def workspaces(action: str, purge: bool) -> None:
     """
     from kedro.utils import find_kedro_project
 
-    from mnist_mlops.workspaces import local
+    from mnist_mlops.devservices import workspaces as local
 
     if action == "up":
         project = find_kedro_project(Path.cwd()) or Path.cwd()

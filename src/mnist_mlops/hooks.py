@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
-from collections.abc import Collection
 from typing import Any
 
 import click
@@ -17,62 +15,19 @@ from kedro.pipeline import Node, Pipeline
 from kedro_mlflow.framework.hooks import MlflowHook
 from pydantic import BaseModel
 
-from mnist_mlops import run_summary
-from mnist_mlops.parameters import Section, check_sections
-from mnist_mlops.quiet_log import tensorflow_environment
-from mnist_mlops.strategies import STRATEGIES
+from mnist_mlops.config.parameters import check_sections, section_values
+from mnist_mlops.pipelines import section_models
+from mnist_mlops.reporting import run_summary
+from mnist_mlops.runtime.quiet_log import tensorflow_environment
+from mnist_mlops.spark.session import needs_spark, start_spark
+from mnist_mlops.spark.strategies import STRATEGIES
 
 logger = logging.getLogger(__name__)
-
-TENSORFLOW_VARIABLES = tuple(tensorflow_environment(use_gpu=False))
-
-
-def spark_conf(settings: dict[str, Any]) -> dict[str, str]:
-    """Complete ``spark.yml`` with what TensorFlow in a Spark executor needs.
-
-    TensorFlow is already initialised when the runner calls the training function, so its
-    thread pools are sized from the executor's environment: one thread per executor core,
-    or workers sharing a machine oversubscribe it (0.25x the throughput, measured).
-    """
-    conf = {key: str(value) for key, value in settings.items()}
-    cores = conf.get("spark.executor.cores", "1")
-    conf.setdefault("spark.executorEnv.TF_NUM_INTRAOP_THREADS", cores)
-    conf.setdefault("spark.executorEnv.TF_NUM_INTEROP_THREADS", cores)
-    # Executors run TensorFlow as the driver does (log level; CPU only unless training.use_gpu).
-    for variable in TENSORFLOW_VARIABLES:
-        if variable in os.environ:
-            conf.setdefault(f"spark.executorEnv.{variable}", os.environ[variable])
-    return conf
-
-
-def start_spark(settings: dict[str, Any]) -> Any:
-    """The SparkSession of ``spark.yml`` settings (completed by :func:`spark_conf`)."""
-    from pyspark.sql import SparkSession
-
-    # Executors start Python workers with the driver's interpreter (and so this venv).
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    conf = spark_conf(settings)
-    if conf.get("spark.master", "local").startswith("local"):
-        # A local master serves this machine only: bind to loopback (and stop Spark warning
-        # that the hostname resolves to it on machines where it does).
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    builder = SparkSession.builder
-    for key, value in conf.items():
-        builder = builder.config(key, value)
-    return builder.getOrCreate()
-
-
-def needs_spark(pipeline: Pipeline, strategies: Collection[str]) -> bool:
-    """Whether a node of ``pipeline`` needs a SparkSession: one tagged ``spark``, unless it is the
-    node of a strategy (tagged with the strategy's name) left out of ``strategies``, which stands
-    aside without Spark."""
-    left_out = set(STRATEGIES) - set(strategies)
-    return any("spark" in n.tags and not left_out & n.tags for n in pipeline.nodes)
 
 
 class SparkHooks:
     """Starts the SparkSession from ``spark.yml`` when a node to run needs one (see
-    :func:`needs_spark`)."""
+    :func:`~mnist_mlops.spark.session.needs_spark`)."""
 
     def __init__(self) -> None:
         self._settings: dict[str, Any] = {}
@@ -108,33 +63,6 @@ class ParameterHooks:
         check_sections(parameters["parameters"], section_models())
 
 
-def section_models() -> dict[str, type[Section]]:
-    """The model of every pipeline's parameter section, by section name.
-
-    Listed here rather than found from the pipelines: ``kedro run --pipeline X`` loads only X.
-    """
-    from mnist_mlops.pipelines.batch_predict.parameters import BatchPredictParameters
-    from mnist_mlops.pipelines.data_prep.parameters import DataPrepParameters
-    from mnist_mlops.pipelines.deploy.parameters import DeploymentParameters
-    from mnist_mlops.pipelines.monitor.parameters import MonitoringParameters
-    from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
-    from mnist_mlops.pipelines.rollout.parameters import RolloutParameters
-    from mnist_mlops.pipelines.training.parameters import TrainingParameters
-    from mnist_mlops.pipelines.tune.parameters import TuningParameters
-
-    models = (
-        BatchPredictParameters,
-        DataPrepParameters,
-        DeploymentParameters,
-        MonitoringParameters,
-        RegistrationParameters,
-        RolloutParameters,
-        TrainingParameters,
-        TuningParameters,
-    )
-    return {model.section: model for model in models}
-
-
 class TypedParamsMlflowHook(MlflowHook):
     """kedro-mlflow's hook, logging typed parameters flattened as it logs dicts.
 
@@ -154,19 +82,12 @@ class TypedParamsMlflowHook(MlflowHook):
         super().before_node_run(node, catalog, inputs, is_async)
 
 
-def _section(parameters: dict[str, Any], name: str) -> dict[str, Any]:
-    """A parameter section as a dict: its model validated (see :mod:`mnist_mlops.parameters`),
-    or as configured when no loaded pipeline reads it."""
-    value = parameters.get(name, {})
-    return value.model_dump() if isinstance(value, BaseModel) else dict(value)
-
-
 class TensorFlowHooks:
     """Sets up TensorFlow's environment for the run before anything initialises TensorFlow."""
 
     @hook_impl
     def after_context_created(self, context: KedroContext) -> None:
-        use_gpu = _section(context.params, "training").get("use_gpu", False)
+        use_gpu = section_values(context.params, "training").get("use_gpu", False)
         for variable, value in tensorflow_environment(use_gpu).items():
             os.environ.setdefault(variable, value)  # what the user set wins
 
@@ -175,17 +96,21 @@ class RunSummaryHooks:
     """Ends every run that trains, registers, deploys, monitors or scores with a summary.
 
     Printed, written to ``run_summary`` (``data/08_reporting/run_summary.md``, the latest run) and
-    logged to the run's MLflow run: only the parts the run had (see :mod:`mnist_mlops.run_summary`).
+    logged to the run's MLflow run: only the parts the run had (see
+    :mod:`mnist_mlops.reporting.run_summary`).
     """
 
     def __init__(self) -> None:
         self._params: dict[str, Any] = {}
+        self._report_files: dict[str, str] = {}
         self._outputs: dict[str, Any] = {}
         self._started = 0.0
 
     @hook_impl
     def after_context_created(self, context: KedroContext) -> None:
         self._params = context.params
+        catalog = context.config_loader["catalog"]
+        self._report_files = run_summary.report_files(catalog, context.project_path)
 
     @hook_impl
     def before_pipeline_run(self) -> None:
@@ -221,11 +146,10 @@ class RunSummaryHooks:
         error: Exception | None = None,
     ) -> None:
         produced = pipeline.all_outputs() if error is None else set()
-        project = run_params.get("project_path") or os.getcwd()
-        reports = {  # the path each dataset writes, as a user in the project folder types it
-            what: os.path.relpath(str(dataset._describe()["filepath"]), project)
+        reports = {
+            what: self._report_files[name]
             for name, what in run_summary.REPORTS.items()
-            if name in produced and (dataset := catalog.get(name)) is not None
+            if name in produced and name in self._report_files
         }
         names = run_params.get("pipeline_names") or ["__default__"]
         title = (
@@ -233,34 +157,11 @@ class RunSummaryHooks:
             f"(env {run_params.get('env') or 'local'}), "
             f"{run_summary.duration(time.monotonic() - self._started)}"
         )
-        batch = _batch_scores(catalog) if "batch_predictions" in produced else None
-        text = run_summary.render(
-            title, self._outputs, _section(self._params, "registration"), reports, batch, error
-        )
+        registration = section_values(self._params, "registration")
+        text = run_summary.render(title, self._outputs, registration, reports, error)
         if text:
             catalog.save("run_summary", text)
             click.echo("\n" + text)
-
-
-def _batch_scores(catalog: CatalogProtocol) -> run_summary.BatchScores:
-    """Aggregate the saved batch predictions where they are: in Spark."""
-    from pyspark.sql import functions as F
-
-    predictions = catalog.load("batch_predictions")
-    row = predictions.agg(
-        F.count("*").alias("images"),
-        F.avg("confidence").alias("mean_confidence"),
-        F.sum((F.col("confidence") < 0.5).cast("int")).alias("unsure"),
-        F.sort_array(F.collect_set("model_version")).alias("versions"),
-    ).first()
-    digits = {r["digit"]: r["count"] for r in predictions.groupBy("digit").count().collect()}
-    return run_summary.BatchScores(
-        images=row["images"],
-        versions=list(row["versions"]),
-        mean_confidence=float(row["mean_confidence"] or 0.0),
-        unsure=int(row["unsure"] or 0),
-        digits=digits,
-    )
 
 
 class WorkspaceHooks:

@@ -2,7 +2,7 @@
 
 from omegaconf.resolvers import oc
 
-from mnist_mlops.config_loader import LocalSecretsConfigLoader
+from mnist_mlops.config.loader import LocalSecretsConfigLoader
 from mnist_mlops.hooks import (
     ParameterHooks,
     RunSummaryHooks,

@@ -8,10 +8,10 @@ import pytest
 from kedro.io.core import DatasetError
 
 from mnist_mlops.datasets import RequestLogDataset
+from mnist_mlops.devservices.stores import GcsStore
 from mnist_mlops.pipelines.monitor.nodes import recent_rows
 from mnist_mlops.pipelines.monitor.parameters import MonitoringParameters
 from mnist_mlops.serving.process import free_port
-from mnist_mlops.workspaces.stores import GcsStore
 
 
 def request(number: int, status: int = 200) -> str:

@@ -5,7 +5,7 @@ import tempfile
 
 import pytest
 
-from mnist_mlops.workspaces import local
+from mnist_mlops.devservices import workspaces as local
 
 
 @pytest.fixture(scope="session")

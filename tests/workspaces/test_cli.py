@@ -5,7 +5,7 @@ import shlex
 from click.testing import CliRunner
 
 from mnist_mlops.cli import cli
-from mnist_mlops.workspaces import local
+from mnist_mlops.devservices import workspaces as local
 
 
 def test_status_without_workspaces_says_what_to_do(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from kedro.io import AbstractDataset, DatasetError
 
-from mnist_mlops.strategies import SkippedStrategy, TrainingResult
+from mnist_mlops.spark.strategies import SkippedStrategy, TrainingResult
 
 Result = TrainingResult | SkippedStrategy
 
@@ -68,6 +68,7 @@ class StrategyRunDataset(AbstractDataset[Result | list[Result], Any]):
             ]
             mlflow.tracking.MlflowClient().log_batch(run.info.run_id, metrics=history)
             mlflow.log_metrics(data.metrics)
+            _keras_progress_to_log()  # MLflow predicts the input example to check it
             mlflow.tensorflow.log_model(
                 _without_optimizer(data.model),
                 name=self._artifact_path,
@@ -99,6 +100,14 @@ def _signature() -> Any:
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 28, 28))]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 10))]),
     )
+
+
+def _keras_progress_to_log() -> None:
+    """Keras's progress bars (``1/1 [====]``, drawn for a terminal) go to absl's log at INFO,
+    not shown, instead of the run's output."""
+    import tensorflow as tf
+
+    tf.keras.utils.disable_interactive_logging()
 
 
 def _without_optimizer(model: Any) -> Any:

@@ -10,8 +10,8 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from mnist_mlops.model_card import StatusChange
-from mnist_mlops.model_card.store import add_status_change
+from mnist_mlops.registry.model_card import StatusChange
+from mnist_mlops.registry.model_card.store import add_status_change
 from mnist_mlops.registry.outcomes import NothingToRollBack
 from mnist_mlops.registry.records import version_string
 from mnist_mlops.workspaces import Workspace

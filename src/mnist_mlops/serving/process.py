@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 from types import TracebackType
 
+from mnist_mlops.runtime.launcher import Launcher, ProcessNotReady, answers, free_port
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["ScoringProcess", "ServerNotReady", "free_port"]
 
-
-class ServerNotReady(RuntimeError):
-    """The server exited or did not answer in time; the message ends with its last log lines."""
+# The server exited or did not answer in time; the message ends with its last log lines.
+ServerNotReady = ProcessNotReady
 
 
 class ScoringProcess:
@@ -60,7 +52,7 @@ class ScoringProcess:
         os.close(descriptor)  # ``start`` opens it by name, once per start
         self.log_path = Path(log_path)
         self._stopped_log = ""  # the log's last lines, once ``stop`` has deleted it
-        self.process: subprocess.Popen | None = None
+        self._launcher = Launcher("the scoring server", self.log_path, signal_group=False)
         self.ready_after_s = float("nan")
 
     @classmethod
@@ -79,37 +71,19 @@ class ScoringProcess:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join((text or self._stopped_log).splitlines()[-lines:])
 
+    @property
+    def process(self) -> subprocess.Popen | None:
+        return self._launcher.process
+
     def start(self) -> None:
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                self.command,
-                env=self.env,
-                cwd=self.cwd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        started = time.monotonic()
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        while time.monotonic() - started < self.ready_timeout_s:
-            if self.process.poll() is not None:
-                self.stop()  # deletes the log, keeps its tail
-                raise ServerNotReady(
-                    f"the scoring server exited with code {self.process.returncode}; "
-                    f"its last log lines:\n{self.log_tail()}"
-                )
-            try:
-                request = urllib.request.Request(f"{self.url}{self.health_path}", headers=headers)
-                with urllib.request.urlopen(request, timeout=2):
-                    self.ready_after_s = time.monotonic() - started
-                    return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise ServerNotReady(
-            f"the scoring server was not ready within {self.ready_timeout_s} s; "
-            f"its last log lines:\n{self.log_tail()}"
-        )
+        ready = answers(f"{self.url}{self.health_path}", headers, any_status=False)
+        self._launcher.start(self.command, self.env, self.cwd)
+        try:
+            self.ready_after_s = self._launcher.wait_until(ready, self.ready_timeout_s, 0.1)
+        except ProcessNotReady:
+            self.stop()  # deletes the log, keeps its tail
+            raise
 
     def stop(self) -> None:
         """Stop the server (SIGTERM to it, then SIGKILL to all it started after 20 s, or once it
@@ -119,13 +93,7 @@ class ScoringProcess:
         workers gracefully (ours waits for them), where a SIGTERM to the whole group would also
         end the fork server they come from, mid-shutdown.
         """
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=20)
-            with contextlib.suppress(ProcessLookupError):  # nothing of the group left
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        self._launcher.stop()
         if self.log_path.exists():
             self._stopped_log = self.log_tail(lines=100)
             self.log_path.unlink()

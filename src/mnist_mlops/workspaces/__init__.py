@@ -1,4 +1,4 @@
-"""MLflow workspaces: how the project reaches them, and the local stores standing in for them."""
+"""MLflow workspaces: how the project reaches them (URIs, credentials, sessions)."""
 
 from mnist_mlops.workspaces.workspace import (
     Workspace,

@@ -9,7 +9,6 @@ import mlflow
 import pytest
 
 from mnist_mlops.datasets import PictureSetDataset
-from mnist_mlops.model_card.store import CARD_FOLDER
 from mnist_mlops.pipelines.data_prep.nodes import build_data_report
 from mnist_mlops.pipelines.deploy.nodes import select_version, stage_version
 from mnist_mlops.pipelines.deploy.parameters import DeploymentParameters
@@ -22,10 +21,11 @@ from mnist_mlops.pipelines.registration.nodes import (
     register_in_sandbox,
 )
 from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
+from mnist_mlops.registry.model_card.store import CARD_FOLDER
 from mnist_mlops.registry.records import DeployValidation
 from tests.conftest import REAL_PICTURES, workspace
-from tests.model_card.test_render import SECTIONS
 from tests.pipelines.registration.conftest import CHAMPION
+from tests.registry.test_model_card_render import SECTIONS
 from tests.test_viz import CHROMIUM, CHROMIUM_ARGS
 
 NAME = "carded-cnn"  # its own model in the shared servers: no other test's aliases or versions

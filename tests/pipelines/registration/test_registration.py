@@ -11,7 +11,7 @@ from kedro.runner import SequentialRunner
 from mlflow.exceptions import MlflowException
 
 from mnist_mlops.datasets import PictureSetDataset, RecordDataset
-from mnist_mlops.pipelines.registration import create_pipeline, nodes
+from mnist_mlops.pipelines.registration import create_pipeline
 from mnist_mlops.pipelines.registration.nodes import (
     GateError,
     evaluate_candidate,
@@ -259,7 +259,7 @@ def test_rerunning_registration_on_the_same_model_adds_no_version_and_names_it(
     )
     assert not sandbox.already_registered and not production.already_pushed
 
-    with caplog.at_level(logging.INFO, logger=nodes.__name__):
+    with caplog.at_level(logging.INFO, logger="mnist_mlops"):
         again = _run_registration(
             servers, tiny_model, small_model_input, registration_params, tmp_path
         )

@@ -16,7 +16,7 @@ from mnist_mlops.pipelines.training.nodes import (
 )
 from mnist_mlops.pipelines.training.parameters import TrainingParameters
 from mnist_mlops.settings import CONFIG_LOADER_ARGS, CONFIG_LOADER_CLASS
-from mnist_mlops.strategies import SkippedStrategy, TrainingResult
+from mnist_mlops.spark.strategies import SkippedStrategy, TrainingResult
 from tests.conftest import PROJECT_ROOT
 
 # What the other strategy nodes return when only custom is selected: the pipeline passes these.

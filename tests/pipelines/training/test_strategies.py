@@ -16,7 +16,7 @@ from mnist_mlops.pipelines.training.spark_runner import (
     DistributedTrainingError,
     run_with_runner,
 )
-from mnist_mlops.strategies import SkippedStrategy, TrainingResult
+from mnist_mlops.spark.strategies import SkippedStrategy, TrainingResult
 
 
 def _assert_predicts(result, bundle):

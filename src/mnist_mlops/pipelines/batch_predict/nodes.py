@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 
 from mnist_mlops.pipelines.batch_predict.parameters import BatchPredictParameters
 from mnist_mlops.registry import version_with_alias
+from mnist_mlops.reporting.run_summary import BatchScores
 from mnist_mlops.workspaces import Workspace
 
 logger = logging.getLogger(__name__)
@@ -86,4 +87,22 @@ def score_images(
         F.array_max("prediction.probabilities").alias("confidence"),
         F.col("prediction.probabilities").alias("probabilities"),
         F.lit(str(version.version)).alias("model_version"),
+    )
+
+
+def summarise_predictions(predictions: DataFrame) -> BatchScores:
+    """What the saved predictions hold, aggregated where they are (Spark): for the run summary."""
+    (row,) = predictions.agg(
+        F.count("*").alias("images"),
+        F.avg("confidence").alias("mean_confidence"),
+        F.sum((F.col("confidence") < 0.5).cast("int")).alias("unsure"),
+        F.sort_array(F.collect_set("model_version")).alias("versions"),
+    ).collect()  # an aggregation without grouping: one row
+    digits = {r["digit"]: r["count"] for r in predictions.groupBy("digit").count().collect()}
+    return BatchScores(
+        images=row["images"],
+        versions=list(row["versions"]),
+        mean_confidence=float(row["mean_confidence"] or 0.0),
+        unsure=int(row["unsure"] or 0),
+        digits=digits,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from mnist_mlops.parameters import Section
+from mnist_mlops.config.parameters import Section
 
 
 class DataPrepParameters(Section):

@@ -14,10 +14,8 @@ import numpy as np
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 
-from mnist_mlops.model_card import Deployment
-from mnist_mlops.model_card.store import add_deployment
+from mnist_mlops.evaluation.real_pictures import picture_accuracy, picture_batches
 from mnist_mlops.pipelines.deploy.parameters import DeploymentParameters
-from mnist_mlops.real_pictures import picture_accuracy, picture_batches
 from mnist_mlops.registry import (
     CANARY_ALIAS,
     CANARY_SINCE_TAG,
@@ -31,6 +29,8 @@ from mnist_mlops.registry import (
     utc_iso,
     version_with_alias,
 )
+from mnist_mlops.registry.model_card import Deployment
+from mnist_mlops.registry.model_card.store import add_deployment
 from mnist_mlops.registry.outcomes import NoSuchVersion, Rejected
 from mnist_mlops.registry.records import (
     DeployCandidate,
@@ -338,13 +338,9 @@ def infra_validate(
     except (ServerNotReady, OSError) as exc:  # URLError, a reset connection: the server's doing
         raise _reject(production, staged, f"infra-validation failed: {exc}") from exc
     if problems:
-        raise _reject(
-            production,
-            staged,
-            "infra-validation failed: "
-            + "; ".join(problems)
-            + f"\nserver log:\n{server.log_tail()}",
-        )
+        log = server.log_tail()
+        reason = f"infra-validation failed: {'; '.join(problems)}\nserver log:\n{log}"
+        raise _reject(production, staged, reason)
     report = _latency_report(server.ready_after_s, latencies)
     logger.info("Infra-validation passed: %s", report)
     return staged.model_copy(update={"infra": report})

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from mnist_mlops.parameters import Section
+from mnist_mlops.config.parameters import Section
 
 
 class DeploymentParameters(Section):

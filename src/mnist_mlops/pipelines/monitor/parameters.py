@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from mnist_mlops.parameters import Parameters, Section
+from mnist_mlops.config.parameters import Parameters, Section
 
 
 class Thresholds(Parameters):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import subprocess
-import tempfile
-import time
 from typing import Any
 
 import mlflow
@@ -16,21 +14,21 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
 from mnist_mlops.datasets import ArrayBundle
-from mnist_mlops.model_card import Gate, Lineage, ModelCard, PictureAccuracy, VersionRef
-from mnist_mlops.model_card import store as card_store
-from mnist_mlops.model_card.figures import confusion_matrix, mnist_accuracy
+from mnist_mlops.evaluation.real_pictures import picture_accuracy
 from mnist_mlops.pipelines.registration.parameters import RegistrationParameters
-from mnist_mlops.real_pictures import picture_accuracy
 from mnist_mlops.registry import (
     AWAIT_CREATION_S,
     FINGERPRINT_TAG,
-    LINEAGE_TAG,
     TEST_ACCURACY_TAG,
     ensure_registered_model,
     version_with_alias,
     versions_with_fingerprint,
 )
+from mnist_mlops.registry.model_card import Gate, Lineage, ModelCard, PictureAccuracy, VersionRef
+from mnist_mlops.registry.model_card import store as card_store
+from mnist_mlops.registry.model_card.figures import confusion_matrix, mnist_accuracy
 from mnist_mlops.registry.outcomes import Rejected
+from mnist_mlops.registry.push import push_version
 from mnist_mlops.registry.records import Candidate, GateEvaluation, PushedVersion, SandboxVersion
 from mnist_mlops.serving.pyfunc import FINGERPRINT_KEY, log_servable_model
 from mnist_mlops.workspaces import Workspace
@@ -79,25 +77,16 @@ def evaluate_candidate(
     labels = arrays["test_labels"]
     accuracy, per_class = _accuracy(predicted, labels)
     photo_accuracy, by_category = picture_accuracy(model, real_pictures, len(real_pictures))
-    incumbent = version_with_alias(production, registration.model_name, "production")
-    incumbent_accuracy = (
-        float(incumbent.tags[TEST_ACCURACY_TAG])
-        if incumbent is not None and TEST_ACCURACY_TAG in incumbent.tags
-        else None
-    )
+    incumbent, incumbent_accuracy = _incumbent(production, registration.model_name)
     mlflow.log_metrics(
         {"candidate_test_accuracy": accuracy, "candidate_photo_accuracy": photo_accuracy}
         | per_class
     )
-    incumbent_version = incumbent.version if incumbent is not None else None
-    failures = _gate_failures(accuracy, incumbent_version, incumbent_accuracy, registration)
-    if failures:
-        raise GateError("Candidate rejected, nothing registered: " + "; ".join(failures))
-    logger.info("Gate passed: test accuracy %.4f", accuracy)
+    _gate(accuracy, incumbent, incumbent_accuracy, registration)
     return GateEvaluation(
         test_accuracy=accuracy,
         per_class=per_class,
-        production_version=incumbent.version if incumbent else None,
+        production_version=incumbent,
         production_test_accuracy=incumbent_accuracy,
         photo_images=len(real_pictures),
         photo_accuracy=photo_accuracy,
@@ -107,6 +96,16 @@ def evaluate_candidate(
     )
 
 
+def _incumbent(production: Workspace, name: str) -> tuple[str | None, float | None]:
+    """The version holding ``production`` and the test accuracy it was registered with (None
+    for either when there is none)."""
+    incumbent = version_with_alias(production, name, "production")
+    if incumbent is None:
+        return None, None
+    accuracy = incumbent.tags.get(TEST_ACCURACY_TAG)
+    return incumbent.version, float(accuracy) if accuracy is not None else None
+
+
 def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> tuple[float, dict[str, float]]:
     """Accuracy of the predicted digits, overall and per digit (MLflow metric names)."""
     per_class = {
@@ -114,6 +113,19 @@ def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> tuple[float, dict[st
         for digit in range(10)
     }
     return float((predicted == labels).mean()), per_class
+
+
+def _gate(
+    accuracy: float,
+    incumbent_version: str | None,
+    incumbent_accuracy: float | None,
+    registration: RegistrationParameters,
+) -> None:
+    """Pass the candidate, or raise :class:`GateError` naming each failed check."""
+    failures = _gate_failures(accuracy, incumbent_version, incumbent_accuracy, registration)
+    if failures:
+        raise GateError("Candidate rejected, nothing registered: " + "; ".join(failures))
+    logger.info("Gate passed: test accuracy %.4f", accuracy)
 
 
 def _gate_failures(
@@ -237,107 +249,9 @@ def push_to_production(
     production: Workspace,
     registration: RegistrationParameters,
 ) -> PushedVersion:
-    """Copy a sandbox model version into the production workspace's registry.
-
-    Idempotent: a version already pushed (found by its lineage tag) is returned as it is. The
-    production version is created only after every artifact is uploaded, so none points at a
-    partial copy; a failed upload leaves a FAILED run and the next run pushes again.
-    """
-    name, version = sandbox_version.name, sandbox_version.version
-    lineage = f"{sandbox.display_uri}#{name}/{version}"
-    existing = _copy_of(production, name, lineage)
-    if existing is not None:
-        logger.info(
-            "%s is already sandbox version %s and production version %s: nothing pushed",
-            name,
-            version,
-            existing.version,
-        )
-        return _pushed(existing, lineage, already_pushed=True)
-
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as download_dir:
-        local_dir = sandbox.download(f"models:/{name}/{version}", download_dir)
-        tags = {**sandbox_version.tags, **_lineage_tags(sandbox, sandbox_version, lineage)}
-        pushed = _register_copy(production, local_dir, tags, registration)
-    logger.info(
-        "Pushed sandbox %s v%s to production v%s in %.1f s",
-        name,
-        version,
-        pushed.version,
-        time.perf_counter() - started,
-    )
-    return _pushed(pushed, lineage, already_pushed=False)
-
-
-def _lineage_tags(
-    sandbox: Workspace, sandbox_version: SandboxVersion, lineage: str
-) -> dict[str, str]:
-    """The tags saying which sandbox version a production version is a copy of."""
-    return {
-        LINEAGE_TAG: lineage,
-        "mnist.source_registry": sandbox.display_uri,
-        "mnist.source_model": sandbox_version.name,
-        "mnist.source_version": sandbox_version.version,
-        "mnist.source_run": sandbox_version.run_id,
-    }
-
-
-def _copy_of(production: Workspace, name: str, lineage: str) -> ModelVersion | None:
-    """The production version pushed from ``lineage`` (a sandbox version), or None."""
-    with production.session() as client:
-        ensure_registered_model(client, name)
-        for existing in client.search_model_versions(f"name = '{name}'"):
-            if existing.tags.get(LINEAGE_TAG) == lineage:
-                return existing
-    return None
-
-
-def _register_copy(
-    production: Workspace,
-    local_dir: str,
-    tags: dict[str, str],
-    registration: RegistrationParameters,
-) -> ModelVersion:
-    """Upload the model into a new production run, then register it; a failed upload marks the
-    run FAILED and registers nothing."""
-    name = tags["mnist.source_model"]
-    with production.session() as client:
-        experiment_id = _experiment_id(client, production, registration.production_experiment)
-        run = client.create_run(
-            experiment_id, run_name=f"push {name} v{tags['mnist.source_version']}", tags=tags
-        )
-        try:
-            client.log_artifacts(run.info.run_id, local_dir, artifact_path="model")
-        except Exception as exc:
-            # Best effort: the server may be what failed; the upload error is what to report.
-            with contextlib.suppress(Exception):
-                client.set_terminated(run.info.run_id, "FAILED")
-            raise production.error(
-                exc, "could not store the model in its artifact store; nothing was registered"
-            ) from production.scrubbed(exc)
-        pushed = client.create_model_version(
-            name,
-            source=f"{run.info.artifact_uri}/model",
-            run_id=run.info.run_id,
-            tags=tags,
-            await_creation_for=AWAIT_CREATION_S,
-        )
-        client.set_terminated(run.info.run_id, "FINISHED")
-    return pushed
-
-
-def _experiment_id(client: MlflowClient, workspace: Workspace, experiment: str) -> str:
-    found = client.get_experiment_by_name(experiment)
-    if found is not None:
-        return found.experiment_id
-    return client.create_experiment(experiment, artifact_location=workspace.artifact_location())
-
-
-def _pushed(version: ModelVersion, lineage: str, *, already_pushed: bool) -> PushedVersion:
-    return PushedVersion(
-        name=version.name, version=version.version, lineage=lineage, already_pushed=already_pushed
-    )
+    """Copy a sandbox model version into the production workspace's registry (see
+    :func:`~mnist_mlops.registry.push.push_version`)."""
+    return push_version(sandbox_version, sandbox, production, registration.production_experiment)
 
 
 # The champion's figures the card shows beside its hyperparameters, when training measured them.
@@ -378,15 +292,19 @@ def build_model_card(
             accuracy=evaluation.photo_accuracy,
             by_category=evaluation.photo_accuracy_by_category,
         ),
-        gate=Gate(
-            decision="passed",
-            min_test_accuracy=registration.min_test_accuracy,
-            max_regression=registration.max_regression,
-            production_version=evaluation.production_version,
-            production_test_accuracy=evaluation.production_test_accuracy,
-        ),
+        gate=_passed_gate(evaluation, registration),
     )
     return card, pictures
+
+
+def _passed_gate(evaluation: GateEvaluation, registration: RegistrationParameters) -> Gate:
+    return Gate(
+        decision="passed",
+        min_test_accuracy=registration.min_test_accuracy,
+        max_regression=registration.max_regression,
+        production_version=evaluation.production_version,
+        production_test_accuracy=evaluation.production_test_accuracy,
+    )
 
 
 def publish_model_card(

@@ -18,7 +18,7 @@ from mnist_mlops.pipelines.training.parameters import Hyperparameters, TrainingP
 from mnist_mlops.pipelines.training.spark_runner import run_with_runner
 from mnist_mlops.pipelines.tune.parameters import TuningParameters
 from mnist_mlops.pipelines.tune.study import best_trial
-from mnist_mlops.strategies import SkippedStrategy, TrainingResult
+from mnist_mlops.spark.strategies import SkippedStrategy, TrainingResult
 
 logger = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field
 
-from mnist_mlops.parameters import Parameters, Section, plus_joined
+from mnist_mlops.config.parameters import Parameters, Section, plus_joined
 from mnist_mlops.pipelines.training.fit import COMMUNICATIONS
 from mnist_mlops.pipelines.training.model import ARCHITECTURES, PRECISIONS
-from mnist_mlops.strategies import STRATEGIES
+from mnist_mlops.spark.strategies import STRATEGIES
 
 # Literals built from the one tuple of names each: pydantic reads them at run time; mypy only
 # takes literal values written out, hence the ignores.

@@ -12,7 +12,7 @@ from mnist_mlops.pipelines.training.nodes import (
     train_local,
     train_single_node,
 )
-from mnist_mlops.strategies import STRATEGIES
+from mnist_mlops.spark.strategies import STRATEGIES
 
 _TRAINERS = {
     "single_node": train_single_node,

@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from mnist_mlops.parameters import Parameters, Section, plus_joined
+from mnist_mlops.config.parameters import Parameters, Section, plus_joined
 from mnist_mlops.pipelines.training.parameters import Architecture, Hyperparameters
 
 Number = TypeVar("Number", int, float)

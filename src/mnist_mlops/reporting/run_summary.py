@@ -8,8 +8,10 @@ batch scoring get one paragraph each. Lines stay within 100 columns.
 
 from __future__ import annotations
 
+import os
 import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -45,6 +47,7 @@ SUMMARISED = (
     "monitoring_report",
     "tuning_summary",
     "recipe",
+    "batch_summary",
 )
 REGISTERED = ("gate_evaluation", "sandbox_model_version", "production_model_version")
 # Files worth opening after the run, by the catalog entry that writes them.
@@ -60,6 +63,18 @@ REPORTS = {
     "monitoring_report": "monitoring report",
     "batch_predictions": "batch predictions",
 }
+
+
+def report_files(catalog: dict[str, Any], project: Path) -> dict[str, str]:
+    """The file each catalog entry of :data:`REPORTS` writes (its own ``filepath``, or that of the
+    dataset an MLflow artifact wraps), as a user in the project folder types it."""
+    found = {}
+    for name in REPORTS:
+        entry = catalog.get(name, {})
+        path = entry.get("filepath") or entry.get("dataset", {}).get("filepath")
+        if path:
+            found[name] = path if "://" in path else os.path.relpath(Path(project, path), project)
+    return found
 
 
 def _percent(value: float) -> str:
@@ -280,7 +295,6 @@ def render(
     outputs: dict[str, Any],
     registration: dict[str, Any],
     reports: dict[str, str],
-    batch: BatchScores | None = None,
     error: BaseException | None = None,
 ) -> str:
     """The whole summary of one run, only the sections it has (empty when it has none).
@@ -290,9 +304,23 @@ def render(
         outputs: the node outputs named in ``SUMMARISED`` that the run produced.
         registration: ``params:registration``, for the gate's thresholds.
         reports: files the run wrote, by description.
-        batch: what batch scoring produced, when it ran.
         error: what stopped the run (a rejected candidate, a failed check), if anything did.
     """
+    body = _sections(outputs, registration, error)
+    if not body:
+        return ""
+    lines = [f"# {title}", "", *body]
+    if reports:
+        lines += ["## Reports", ""]
+        lines += [f"- {what}: `{path}`" for what, path in reports.items()]
+        lines.append("")
+    return "\n".join(_wrap(line) for line in lines + next_steps(outputs, error)) + "\n"
+
+
+def _sections(
+    outputs: dict[str, Any], registration: dict[str, Any], error: BaseException | None
+) -> list[str]:
+    """The lines of every section the run's outputs have, in the order the flow makes them."""
     body: list[str] = []
     if "tuning_summary" in outputs:
         body += tuning_section(outputs["tuning_summary"])
@@ -306,18 +334,11 @@ def render(
         body += deployment_section(outputs["deployment_report"])
     if "monitoring_report" in outputs:
         body += monitoring_paragraph(outputs["monitoring_report"])
-    if batch is not None:
-        body += batch_paragraph(batch)
+    if "batch_summary" in outputs:
+        body += batch_paragraph(outputs["batch_summary"])
     if error is not None:
         body += stopped_section(error)
-    if not body:
-        return ""
-    lines = [f"# {title}", "", *body]
-    if reports:
-        lines += ["## Reports", ""]
-        lines += [f"- {what}: `{path}`" for what, path in reports.items()]
-        lines.append("")
-    return "\n".join(_wrap(line) for line in lines + next_steps(outputs, error)) + "\n"
+    return body
 
 
 def _wrap(line: str, width: int = 100) -> str:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_mlops.model_card import (
+from mnist_mlops.registry.model_card import (
     Deployment,
     Gate,
     Lineage,
@@ -15,8 +15,8 @@ from mnist_mlops.model_card import (
     PictureAccuracy,
     VersionRef,
 )
-from mnist_mlops.model_card.figures import confusion_matrix, mnist_accuracy
-from mnist_mlops.model_card.render import (
+from mnist_mlops.registry.model_card.figures import confusion_matrix, mnist_accuracy
+from mnist_mlops.registry.model_card.render import (
     DESCRIPTION_LIMIT,
     CardRenderError,
     card_files,

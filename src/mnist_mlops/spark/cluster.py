@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from mnist_mlops.runtime.launcher import Launcher, ProcessNotReady, log_tail
 
 STATE_DIR = Path(".spark-cluster")
 
@@ -49,6 +49,10 @@ class Cluster:
         except (OSError, ValueError):
             return None
 
+    def _process(self, name: str) -> Launcher:
+        folder = self.state_dir
+        return Launcher(f"Spark {name}", folder / f"{name}.log", folder / f"{name}.pid", True, 10)
+
     def _spawn(self, name: str, arguments: list[str]) -> None:
         import pyspark
 
@@ -60,29 +64,25 @@ class Cluster:
             "PYSPARK_PYTHON": sys.executable,
             "SPARK_WORKER_DIR": str((self.state_dir / f"{name}-work").resolve()),
         }
-        with open(self.state_dir / f"{name}.log", "ab") as log:
-            process = subprocess.Popen(
-                [str(spark_home / "bin" / "spark-class"), *arguments],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        (self.state_dir / f"{name}.pid").write_text(str(process.pid))
+        self._process(name).start([str(spark_home / "bin" / "spark-class"), *arguments], env)
 
-    def _wait(self, condition, what: str, timeout_s: float) -> dict:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+    def _wait(self, condition: Callable[[dict], bool], what: str, timeout_s: float) -> dict:
+        """The master's view once ``condition`` holds; stops the cluster if it does not."""
+
+        def ready() -> bool:
             state = self.status()
-            if state is not None and condition(state):
-                return state
-            time.sleep(0.5)
-        logs = sorted(self.state_dir.glob("*.log"))
-        tail = "\n".join(line for log in logs for line in log.read_text().splitlines()[-5:])
-        self.down()
-        raise TimeoutError(
-            f"Spark cluster: {what} not within {timeout_s} s. Last log lines:\n{tail}"
-        )
+            return state is not None and condition(state)
+
+        try:
+            self._process("master").wait_until(ready, timeout_s, poll_s=0.5)
+        except ProcessNotReady:
+            logs = sorted(self.state_dir.glob("*.log"))
+            tail = "\n".join(log_tail(log, 5) for log in logs)
+            self.down()
+            raise ProcessNotReady(
+                f"Spark cluster: {what} not within {timeout_s} s. Last log lines:\n{tail}"
+            ) from None
+        return self.status() or {}
 
     def up(self, workers: int = 2, cores: int = 1, memory: str = "2g", timeout_s: float = 90):
         """Start the master and ``workers`` workers; return once all of them are registered."""
@@ -115,27 +115,4 @@ class Cluster:
     def down(self) -> None:
         """Stop every process of the cluster (workers first), whatever state it is in."""
         for pid_file in sorted(self.state_dir.glob("*.pid"), reverse=True):  # workers, master
-            pid = int(pid_file.read_text())
-            try:
-                os.killpg(pid, signal.SIGTERM)
-                deadline = time.monotonic() + 10
-                while _alive(pid) and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                if _alive(pid):
-                    os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            pid_file.unlink()
-
-
-def _alive(pid: int) -> bool:
-    try:  # reap it if this process started it, so that it does not linger as a zombie
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+            self._process(pid_file.stem).stop()

@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
-from mnist_mlops.model_card.card import (
+from mnist_mlops.registry.model_card.card import (
     CONFUSED_PAIRS_PICTURE,
     CONFUSION_MATRIX_PICTURE,
     ConfusedPair,

@@ -115,3 +115,10 @@ def check_sections(parameters: Mapping[str, Any], models: Mapping[str, type[Sect
                 errors.append(str(exc))
     if errors:
         raise ParameterValidationError("; ".join(errors))
+
+
+def section_values(parameters: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """A parameter section as a dict: its model validated, or as configured when no loaded
+    pipeline reads it."""
+    value = parameters.get(name, {})
+    return value.model_dump() if isinstance(value, BaseModel) else dict(value)

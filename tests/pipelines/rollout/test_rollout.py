@@ -29,12 +29,12 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from mnist_mlops.datasets import RequestLogDataset
+from mnist_mlops.devservices.stores import GcsStore
 from mnist_mlops.pipelines.rollout import create_pipeline
 from mnist_mlops.pipelines.rollout.parameters import RolloutParameters
 from mnist_mlops.serving.process import ScoringProcess, free_port
 from mnist_mlops.serving.pyfunc import MnistDigitModel
 from mnist_mlops.workspaces import Workspace
-from mnist_mlops.workspaces.stores import GcsStore
 from tests.serving.test_operations import kedro_project, kedro_serve
 
 NAME = "mnist-cnn"

@@ -100,24 +100,7 @@ def apply_decision(
     Returns:
         The evidence as metrics (for MLflow) and the report.
     """
-    moved, note = False, _plan(decision, state)
-    if decision.action in ("promote", "rollback") and not _claim(production, state.name):
-        note = "another rollout run claimed the move at the same time: nothing moved"
-        logger.warning("%s", note)
-    elif decision.action in ("promote", "rollback"):
-        now = (
-            _alias(production, state.name, "production"),
-            _alias(production, state.name, state.alias),
-        )
-        if now != (state.production, state.challenger):
-            note = (
-                f"aliases moved since they were read (now production {now[0]}, "
-                f"{state.alias} {now[1]}): nothing moved"
-            )
-            logger.warning("%s", note)
-        else:
-            (_promote if decision.action == "promote" else _roll_back)(production, state, decision)
-            moved = True
+    moved, note = _move_if_unchanged(decision, state, production)
     report = {
         "name": state.name,
         "decided_at": datetime.now(UTC).isoformat(),
@@ -130,6 +113,30 @@ def apply_decision(
         "evidence": _evidence_report(gathered.evidence),
     }
     return _metrics(gathered.evidence), report
+
+
+def _move_if_unchanged(
+    decision: Decision, state: RolloutState, production: Workspace
+) -> tuple[bool, str]:
+    """Whether the aliases moved, and the report's note saying what happened."""
+    if decision.action not in ("promote", "rollback"):
+        return False, _plan(decision, state)
+    if not _claim(production, state.name):
+        note = "another rollout run claimed the move at the same time: nothing moved"
+    else:
+        now = (
+            _alias(production, state.name, "production"),
+            _alias(production, state.name, state.alias),
+        )
+        if now == (state.production, state.challenger):
+            (_promote if decision.action == "promote" else _roll_back)(production, state, decision)
+            return True, _plan(decision, state)
+        note = (
+            f"aliases moved since they were read (now production {now[0]}, "
+            f"{state.alias} {now[1]}): nothing moved"
+        )
+    logger.warning("%s", note)
+    return False, note
 
 
 def _claim(production: Workspace, name: str) -> bool:

@@ -65,23 +65,11 @@ def fit_model(
     its own ``MultiWorkerMirroredStrategy`` with that collective implementation (the custom
     strategy). Each worker reads the data from the bundle's storage and trains on its own shard.
     """
-    import tensorflow as tf
-
-    strategy = _strategy(communication)
-    _device_datasets_without_autotuning()
-    _log_progress_to_stderr()
-    tf.keras.utils.set_random_seed(hyperparameters["seed"])
+    strategy = _prepare_worker(communication, hyperparameters["seed"])
     arrays = bundle.load()
     epochs = hyperparameters["epochs"]
     steps_per_epoch = _steps_per_epoch(arrays, hyperparameters["batch_size"], strategy)
-    with strategy.scope():
-        model = build_model(
-            architecture,
-            hyperparameters,
-            steps_per_epoch * epochs,
-            STEPS_PER_EXECUTION,
-            hyperparameters["precision"],
-        )
+    model = _replicated_model(strategy, architecture, hyperparameters, steps_per_epoch * epochs)
     progress = progress_callback(epochs, _worker_rank())
     history = model.fit(
         strategy.distribute_datasets_from_function(
@@ -101,6 +89,31 @@ def fit_model(
         clock=progress.clock,
         worker_pids=_worker_pids(strategy),
     )
+
+
+def _prepare_worker(communication: str | None, seed: int):
+    """This process made ready to train, seeded with ``seed``: the strategy it trains under."""
+    import tensorflow as tf
+
+    strategy = _strategy(communication)
+    _device_datasets_without_autotuning()
+    _log_progress_to_stderr()
+    tf.keras.utils.set_random_seed(seed)
+    return strategy
+
+
+def _replicated_model(
+    strategy, architecture: str, hyperparameters: dict[str, Any], total_steps: int
+):
+    """The model to train, made in ``strategy``'s scope so its variables live on every replica."""
+    with strategy.scope():
+        return build_model(
+            architecture,
+            hyperparameters,
+            total_steps,
+            STEPS_PER_EXECUTION,
+            hyperparameters["precision"],
+        )
 
 
 def _steps_per_epoch(arrays: dict[str, np.ndarray], global_batch: int, strategy) -> int:

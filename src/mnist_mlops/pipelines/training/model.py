@@ -47,19 +47,7 @@ def build_model(
 
     if architecture not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture {architecture!r}; choose from {ARCHITECTURES}")
-    layers = tf.keras.layers
-    # Layers take the global dtype policy when they are made.
-    with _layer_precision(resolve_precision(precision)):
-        model = tf.keras.Sequential(
-            [
-                tf.keras.Input(shape=(28, 28), name="image"),
-                layers.Reshape((28, 28, 1)),
-                layers.Rescaling(1.0 / 255),
-                *_BODIES[architecture](hyperparameters),
-                # float32 whatever the precision: a softmax in bfloat16 loses the small ones.
-                layers.Dense(10, activation="softmax", dtype="float32", name="probs"),
-            ]
-        )
+    model = _network(architecture, hyperparameters, resolve_precision(precision))
     model.compile(
         optimizer=_optimizer(hyperparameters, total_steps),
         loss=tf.keras.losses.CategoricalCrossentropy(
@@ -69,6 +57,25 @@ def build_model(
         steps_per_execution=steps_per_execution,
     )
     return model
+
+
+def _network(architecture: str, hyperparameters: dict[str, Any], precision: str):
+    """The architecture's layers, from raw pixels to the ten digits' probabilities."""
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    # Layers take the global dtype policy when they are made.
+    with _layer_precision(precision):
+        return tf.keras.Sequential(
+            [
+                tf.keras.Input(shape=(28, 28), name="image"),
+                layers.Reshape((28, 28, 1)),
+                layers.Rescaling(1.0 / 255),
+                *_BODIES[architecture](hyperparameters),
+                # float32 whatever the precision: a softmax in bfloat16 loses the small ones.
+                layers.Dense(10, activation="softmax", dtype="float32", name="probs"),
+            ]
+        )
 
 
 def one_hot(labels):
@@ -113,49 +120,45 @@ def _layer_precision(precision: str) -> Iterator[None]:
 
 def _vgg_body(hyperparameters: dict[str, Any]) -> list:
     """Two VGG-style pairs of 3x3 convolutions: 99.5% in 5 epochs where lean_cnn stops at 99.4%."""
-    import tensorflow as tf
-
-    layers = tf.keras.layers
-    return [
-        layers.Conv2D(32, 3, activation="relu"),
-        layers.Conv2D(32, 3, activation="relu"),
-        layers.MaxPooling2D(),
-        layers.Conv2D(64, 3, activation="relu"),
-        layers.Conv2D(64, 3, activation="relu"),
-        layers.MaxPooling2D(),
-        layers.Flatten(),
-        layers.Dense(128, activation="relu"),
-        layers.Dropout(hyperparameters["dropout"]),
-    ]
+    return [*_pooled_convolutions((32, 64), per_block=2), *_dense_head(hyperparameters)]
 
 
 def _lean_body(hyperparameters: dict[str, Any]) -> list:
     """conv32-pool-conv64-pool-dense128: ~4x cheaper per image than the original, and better."""
-    import tensorflow as tf
-
-    layers = tf.keras.layers
-    return [
-        layers.Conv2D(32, 3, activation="relu"),
-        layers.MaxPooling2D(),
-        layers.Conv2D(64, 3, activation="relu"),
-        layers.MaxPooling2D(),
-        layers.Flatten(),
-        layers.Dense(128, activation="relu"),
-        layers.Dropout(hyperparameters["dropout"]),
-    ]
+    return [*_pooled_convolutions((32, 64), per_block=1), *_dense_head(hyperparameters)]
 
 
 def _original_body(hyperparameters: dict[str, Any]) -> list:
     """The original notebooks' network: three unpooled conv32 layers."""
     import tensorflow as tf
 
+    return [*_pooled_convolutions((32,), per_block=3), tf.keras.layers.Flatten()]
+
+
+def _pooled_convolutions(widths: tuple[int, ...], per_block: int) -> list:
+    """A block per width: ``per_block`` 3x3 ReLU convolutions, then a 2x2 max pooling."""
+    import tensorflow as tf
+
     layers = tf.keras.layers
     return [
-        layers.Conv2D(32, 3, activation="relu"),
-        layers.Conv2D(32, 3, activation="relu"),
-        layers.Conv2D(32, 3, activation="relu"),
-        layers.MaxPooling2D(),
+        layer
+        for width in widths
+        for layer in (
+            *(layers.Conv2D(width, 3, activation="relu") for _ in range(per_block)),
+            layers.MaxPooling2D(),
+        )
+    ]
+
+
+def _dense_head(hyperparameters: dict[str, Any]) -> list:
+    """Flattened features through 128 ReLU units, with dropout."""
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    return [
         layers.Flatten(),
+        layers.Dense(128, activation="relu"),
+        layers.Dropout(hyperparameters["dropout"]),
     ]
 
 

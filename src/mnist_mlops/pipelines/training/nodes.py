@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 Result = TrainingResult | SkippedStrategy
 # What a strategy node returns: one result, or one per architecture (the custom strategy).
 NodeResult = Result | list[Result]
+# Trains a model from the hyperparameters and whether to use GPUs.
+Launch = Callable[[dict[str, Any], bool], FitOutcome]
 
 
 def use_gpu(requested: bool, distributed: bool) -> bool:
@@ -71,19 +73,7 @@ def choose_recipe(
     if training.recipe == "default":
         return training, {"recipe": "default"}
     trial = best_trial(tuning.study_name, tuning_storage)
-    searched = dict(trial.params)
-    architecture = searched.pop("architecture")
-    hyperparameters = Hyperparameters.model_validate(
-        {**training.hyperparameters.model_dump(), **searched}
-    )
-    architectures = [architecture, *(a for a in training.architectures[1:] if a != architecture)]
-    tuned = training.model_copy(
-        update={
-            "architecture": architecture,
-            "architectures": architectures,
-            "hyperparameters": hyperparameters,
-        }
-    )
+    tuned = _with_trial_params(training, trial.params)
     logger.info(
         "Recipe: trial %d of study %s (validation accuracy %.4f): %s",
         trial.number,
@@ -91,13 +81,32 @@ def choose_recipe(
         trial.value,
         trial.params,
     )
-    report = {"recipe": "tuned", "study": tuning.study_name, "storage": tuning_storage.display}
     return tuned, {
-        **report,
+        "recipe": "tuned",
+        "study": tuning.study_name,
+        "storage": tuning_storage.display,
         "trial": trial.number,
         "val_accuracy": trial.value,
         "params": trial.params,
     }
+
+
+def _with_trial_params(training: TrainingParameters, params: dict[str, Any]) -> TrainingParameters:
+    """``training`` with a trial's architecture (first of ``architectures`` too) and
+    hyperparameters in place."""
+    searched = dict(params)
+    architecture = searched.pop("architecture")
+    hyperparameters = Hyperparameters.model_validate(
+        {**training.hyperparameters.model_dump(), **searched}
+    )
+    architectures = [architecture, *(a for a in training.architectures[1:] if a != architecture)]
+    return training.model_copy(
+        update={
+            "architecture": architecture,
+            "architectures": architectures,
+            "hyperparameters": hyperparameters,
+        }
+    )
 
 
 def _selected(strategy: str, training: TrainingParameters) -> bool:
@@ -111,7 +120,7 @@ def _train(
     strategy: str,
     model_input: ArrayBundle,
     training: TrainingParameters,
-    launch: Callable[[dict[str, Any], bool], FitOutcome],
+    launch: Launch,
     workers: int,
     architecture: str | None = None,
 ) -> Result:
@@ -121,7 +130,7 @@ def _train(
     """
     if not _selected(strategy, training):
         return SkippedStrategy(strategy)
-    from mnist_mlops.pipelines.training.model import build_model, resolve_precision
+    from mnist_mlops.pipelines.training.model import resolve_precision
 
     # A dict for fit_model and build_model: it travels to the Spark workers as it is.
     hyperparameters = training.hyperparameters.model_dump()
@@ -133,12 +142,32 @@ def _train(
     hyperparameters["precision"] = resolve_precision(hyperparameters["precision"], gpu)
     outcome = launch(hyperparameters, gpu)
     returned_at = time.time()
+    model = _driver_model(architecture, hyperparameters, outcome.weights)
+    metrics = _evaluate(model, model_input.load())
+    metrics |= _timings(outcome, started_at, returned_at, hyperparameters["batch_size"])
+    _log_result(strategy, architecture, metrics)
+    return TrainingResult(
+        strategy=strategy,
+        architecture=architecture,
+        model=model,
+        history=outcome.history,
+        metrics=metrics,
+        params=_run_params(hyperparameters, strategy, architecture, training, workers, gpu),
+        worker_pids=outcome.worker_pids,
+    )
+
+
+def _driver_model(architecture: str, hyperparameters: dict[str, Any], weights: list[np.ndarray]):
+    """The trained weights in a model of the driver's own, compiled to predict (one step per
+    execution: see ``STEPS_PER_EXECUTION``)."""
+    from mnist_mlops.pipelines.training.model import build_model
+
     model = build_model(architecture, hyperparameters, total_steps=1)
-    model.set_weights(outcome.weights)
-    metrics = {
-        **_evaluate(model, model_input.load()),
-        **_timings(outcome, started_at, returned_at, hyperparameters["batch_size"]),
-    }
+    model.set_weights(weights)
+    return model
+
+
+def _log_result(strategy: str, architecture: str, metrics: dict[str, float]) -> None:
     logger.info(
         "%s/%s: test accuracy %.4f, %.0f images/s, %.1f s in all",
         strategy,
@@ -147,22 +176,25 @@ def _train(
         metrics["images_per_s"],
         metrics["wall_time_s"],
     )
-    return TrainingResult(
-        strategy=strategy,
-        architecture=architecture,
-        model=model,
-        history=outcome.history,
-        metrics=metrics,
-        params={
-            **hyperparameters,
-            "strategy": strategy,
-            "architecture": architecture,
-            "recipe": training.recipe,
-            "workers": workers,
-            "device": "GPU" if gpu else "CPU",
-        },
-        worker_pids=outcome.worker_pids,
-    )
+
+
+def _run_params(
+    hyperparameters: dict[str, Any],
+    strategy: str,
+    architecture: str,
+    training: TrainingParameters,
+    workers: int,
+    gpu: bool,
+) -> dict[str, Any]:
+    """The run's parameters for MLflow: the hyperparameters trained with and how."""
+    return {
+        **hyperparameters,
+        "strategy": strategy,
+        "architecture": architecture,
+        "recipe": training.recipe,
+        "workers": workers,
+        "device": "GPU" if gpu else "CPU",
+    }
 
 
 def _evaluate(model, arrays: dict[str, np.ndarray]) -> dict[str, float]:
@@ -211,44 +243,15 @@ def train_single_node(model_input: ArrayBundle, training: TrainingParameters) ->
 
 def train_local(model_input: ArrayBundle, training: TrainingParameters) -> Result:
     """Train with ``MirroredStrategyRunner(local_mode=True)``: one slot, in the driver."""
-    return _train(
-        "local",
-        model_input,
-        training,
-        lambda hp, gpu: run_with_runner(
-            fit_model,
-            num_slots=1,
-            local_mode=True,
-            use_gpu=gpu,
-            custom_strategy=False,
-            bundle=model_input,
-            hyperparameters=hp,
-            architecture=training.architecture,
-        ),
-        workers=1,
-    )
+    launch = _runner_launch(model_input, training, training.architecture, 1, local_mode=True)
+    return _train("local", model_input, training, launch, workers=1)
 
 
 def train_distributed(model_input: ArrayBundle, training: TrainingParameters) -> Result:
     """Train with ``MirroredStrategyRunner(local_mode=False)`` on ``num_slots`` Spark tasks."""
     slots = training.distributed.num_slots
-    return _train(
-        "distributed",
-        model_input,
-        training,
-        lambda hp, gpu: run_with_runner(
-            fit_model,
-            num_slots=slots,
-            local_mode=False,
-            use_gpu=gpu,
-            custom_strategy=False,
-            timeout_s=training.timeout_s,
-            bundle=model_input,
-            hyperparameters=hp,
-            architecture=training.architecture,
-        ),
-        workers=slots,
-    )
+    launch = _runner_launch(model_input, training, training.architecture, slots)
+    return _train("distributed", model_input, training, launch, workers=slots)
 
 
 def train_custom(model_input: ArrayBundle, training: TrainingParameters) -> list[Result]:
@@ -263,32 +266,44 @@ def train_custom(model_input: ArrayBundle, training: TrainingParameters) -> list
     custom = training.custom
     if not _selected("custom", training):
         return [SkippedStrategy("custom")]
-
-    def launch(architecture: str) -> Callable[[dict[str, Any], bool], FitOutcome]:
-        return lambda hp, gpu: run_with_runner(
-            fit_model,
-            num_slots=custom.num_slots,
-            local_mode=False,
-            use_gpu=gpu,
-            custom_strategy=True,
-            timeout_s=training.timeout_s,
-            bundle=model_input,
-            hyperparameters=hp,
-            architecture=architecture,
-            communication=custom.communication,
-        )
-
     return [
         _train(
             "custom",
             model_input,
             training,
-            launch(architecture),
+            _runner_launch(
+                model_input, training, architecture, custom.num_slots, custom.communication
+            ),
             workers=custom.num_slots,
             architecture=architecture,
         )
         for architecture in training.architectures
     ]
+
+
+def _runner_launch(
+    model_input: ArrayBundle,
+    training: TrainingParameters,
+    architecture: str,
+    num_slots: int,
+    communication: str | None = None,
+    local_mode: bool = False,
+) -> Launch:
+    """``fit_model`` run by ``MirroredStrategyRunner`` on ``num_slots`` tasks; given a
+    ``communication``, each task builds its own strategy using it (``custom_strategy``)."""
+    return lambda hp, gpu: run_with_runner(
+        fit_model,
+        num_slots=num_slots,
+        local_mode=local_mode,
+        use_gpu=gpu,
+        custom_strategy=communication is not None,
+        # The runner only times distributed runs: local mode ignores it.
+        timeout_s=training.timeout_s,
+        bundle=model_input,
+        hyperparameters=hp,
+        architecture=architecture,
+        communication=communication,
+    )
 
 
 def _trained(results: tuple[NodeResult, ...]) -> list[TrainingResult]:

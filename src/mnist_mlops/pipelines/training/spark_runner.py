@@ -9,7 +9,7 @@ import threading
 import traceback
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 _BEGIN, _END = "<<mnist-worker-error>>", "<</mnist-worker-error>>"
 _WORKER_ERROR = re.compile(re.escape(_BEGIN) + r"(.*?)" + re.escape(_END), re.DOTALL)
@@ -119,16 +119,24 @@ def run_with_runner(
     try:
         return runner.run(_ReportingTrainFn(train_fn), **kwargs)
     except Exception as exc:
-        if timer is not None and not timer.is_alive():
-            raise DistributedTrainingError(
-                f"Distributed training did not finish within training.timeout_s={timeout_s} s "
-                "and was cancelled"
-            ) from None
-        found = _WORKER_ERROR.search(str(exc))
-        if found:
-            raise DistributedTrainingError(found.group(1).strip()) from None
-        raise DistributedTrainingError(f"Spark training job failed: {spark_failure(exc)}") from exc
+        _raise_training_error(
+            exc, timed_out=timer is not None and not timer.is_alive(), timeout_s=timeout_s
+        )
     finally:
         if timer is not None:
             timer.cancel()
             context.setLocalProperty("spark.jobGroup.id", None)
+
+
+def _raise_training_error(exc: Exception, timed_out: bool, timeout_s: float | None) -> NoReturn:
+    """``exc``, a failed ``runner.run``, as a :class:`DistributedTrainingError` saying why: the
+    timeout, else the worker's own error, else Spark's reason."""
+    if timed_out:
+        raise DistributedTrainingError(
+            f"Distributed training did not finish within training.timeout_s={timeout_s} s "
+            "and was cancelled"
+        ) from None
+    found = _WORKER_ERROR.search(str(exc))
+    if found:
+        raise DistributedTrainingError(found.group(1).strip()) from None
+    raise DistributedTrainingError(f"Spark training job failed: {spark_failure(exc)}") from exc

@@ -60,7 +60,8 @@ def to_pixels(model_input: Any, score: Callable[[np.ndarray], np.ndarray]) -> np
     else (``inputs``, ``instances``, arrays) must already be 0-255 pixels.
     """
     if isinstance(model_input, pd.DataFrame):
-        model_input = model_input.drop(columns="label", errors="ignore")  # feedback, not pixels
+        if "label" in model_input.columns:  # feedback, not pixels (a drop costs 0.1 ms)
+            model_input = model_input.drop(columns="label")
         for column in ("image", "pixels"):
             if column in model_input.columns and model_input.empty:
                 raise InvalidInput("the batch is empty")

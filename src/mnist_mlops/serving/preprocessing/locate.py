@@ -211,8 +211,8 @@ def _vertical_lines(mask: np.ndarray, thick: int) -> np.ndarray:
 
 def _short_across(mask: np.ndarray, low: int, high: int, thick: int) -> np.ndarray:
     """The pixels of ``mask``'s columns ``low`` to ``high`` in horizontal runs at most ``thick``
-    long: a pixel's run, counted up to ``thick`` pixels either side of it (as the run lengths
-    of the whole picture are, 3x slower)."""
+    long: a pixel's run, counted up to ``thick`` pixels either side of it. The same pixels as
+    the whole picture's run lengths give (tested), 2-3x cheaper."""
     padded = np.zeros((mask.shape[0], mask.shape[1] + 2 * thick), dtype=bool)
     padded[:, thick:-thick] = mask
     high = min(high, mask.shape[1])
@@ -425,7 +425,7 @@ def _border_pieces(labels: np.ndarray, count: int) -> np.ndarray:
 
 
 def _median_level(counts: np.ndarray) -> float:
-    """The (lower) median of levels counted in a histogram, from its first level."""
+    """The (lower) median of the levels a histogram counts, from its first level."""
     return float(np.searchsorted(np.cumsum(counts), (counts.sum() - 1) // 2, side="right"))
 
 

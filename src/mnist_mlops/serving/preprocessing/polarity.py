@@ -25,9 +25,8 @@ from mnist_mlops.serving.preprocessing.masks import quantile, stroke_width
 # run close (measured: thick soft strokes of 13-27 px against a filter of 19 at 96 px).
 WIDE = 0.7
 SOFT_EDGE = 3  # pixels: a local reading's soft edges beyond a whole-picture reading's box
-SAME_INK = (
-    40.0  # grey levels: a local reading further than this in its ink's direction is other ink
-)
+# Grey levels: a local reading further than this in its ink's direction is other ink.
+SAME_INK = 40.0
 
 
 def digit_inks(gray: np.ndarray) -> list[np.ndarray]:

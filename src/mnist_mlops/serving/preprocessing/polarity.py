@@ -13,8 +13,8 @@ import numpy as np
 from mnist_mlops.serving.preprocessing.locate import (
     MIN_CONTRAST,
     Reading,
-    background,
     background_size,
+    backgrounds,
     local_reading,
     plot_box,
     whole_picture_readings,
@@ -40,10 +40,8 @@ def digit_inks(gray: np.ndarray) -> list[np.ndarray]:
     # No plot, or nothing read inside its box (a form's frame taken for axes): the whole picture.
     # The local background is the picture with features narrower than k closed (dark ink) or
     # opened (light ink): it follows uneven light and shadows.
-    inks = (
-        (background(gray, light=True) - gray, True),
-        (gray - background(gray, light=False), False),
-    )
+    light_paper, dark_paper = backgrounds(gray)
+    inks = ((light_paper - gray, True), (gray - dark_paper, False))
     found = [r for ink, dark in inks if (r := local_reading(gray, ink, dark)) is not None]
     # The picture may also be just a digit and its paper with no margin (a tight crop, an
     # enlarged low-resolution scan, thick strokes), where the paper around the strokes is

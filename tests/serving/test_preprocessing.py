@@ -165,3 +165,36 @@ def test_long_runs_are_found_exactly():
                 expected[row:end, col] = end - row >= length
                 row = end + 1
         np.testing.assert_array_equal(runs_at_least(mask, length), expected)
+
+
+def test_short_runs_across_a_band_are_those_of_the_whole_picture():
+    """The line search counts runs across only in the band of columns it looks at."""
+    from mnist_mlops.serving.preprocessing.locate import _short_across
+    from mnist_mlops.serving.preprocessing.masks import runs_at_least
+
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        mask = rng.random((30, 40)) < rng.uniform(0.2, 0.9)
+        thick, low = int(rng.integers(1, 5)), int(rng.integers(0, 39))
+        high = int(rng.integers(low + 1, 43))
+        whole = mask & ~runs_at_least(mask.T, thick + 1).T
+        np.testing.assert_array_equal(_short_across(mask, low, high, thick), whole[:, low:high])
+
+
+def test_only_pictures_with_several_readings_are_scored_to_choose():
+    from mnist_mlops.serving.pyfunc import _likeliest_readings
+
+    scored = []
+
+    def score(pixels):  # the brighter reading is the likelier
+        scored.append(len(pixels))
+        return np.tile(pixels.mean(axis=(1, 2))[:, None], (1, 10))
+
+    one, two, none = (
+        np.full((1, 28, 28), 9.0),
+        np.stack([np.ones((28, 28)), np.full((28, 28), 5.0)]),
+        np.empty((0, 28, 28)),
+    )
+    picked = _likeliest_readings([one, two, none, one], score)
+    assert scored == [2]
+    assert picked[0].max() == 9 and picked[1].max() == 5 and np.isnan(picked[2]).all()

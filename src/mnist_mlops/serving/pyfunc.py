@@ -6,6 +6,7 @@ import contextlib
 import functools
 import hashlib
 import importlib
+import itertools
 import pkgutil
 import sys
 import tempfile
@@ -60,7 +61,8 @@ def to_pixels(model_input: Any, score: Callable[[np.ndarray], np.ndarray]) -> np
     else (``inputs``, ``instances``, arrays) must already be 0-255 pixels.
     """
     if isinstance(model_input, pd.DataFrame):
-        model_input = model_input.drop(columns="label", errors="ignore")  # feedback, not pixels
+        if "label" in model_input.columns:  # feedback, not pixels (a drop costs 0.1 ms)
+            model_input = model_input.drop(columns="label")
         for column in ("image", "pixels"):
             if column in model_input.columns and model_input.empty:
                 raise InvalidInput("the batch is empty")
@@ -81,15 +83,14 @@ def _likeliest_readings(
     candidates: list[np.ndarray], score: Callable[[np.ndarray], np.ndarray]
 ) -> np.ndarray:
     """Of each picture's candidate digits, the one the model reads most confidently (all NaN
-    for a picture without candidates)."""
-    stacked = np.concatenate([*candidates, np.full((1, 28, 28), np.nan, np.float32)])
-    confidence = score(stacked[:-1]).max(axis=1) if len(stacked) > 1 else np.empty(0)
-    starts = np.cumsum([0] + [len(c) for c in candidates[:-1]])
-    picks = [
-        start + int(np.argmax(confidence[start : start + len(c)])) if len(c) else -1
-        for start, c in zip(starts, candidates, strict=True)
-    ]
-    return stacked[picks]
+    for a picture without candidates). Only pictures with several are scored, in one call: a
+    single reading needs no choice (most pictures; the model reads it once, in ``predict``)."""
+    several = [c for c in candidates if len(c) > 1]
+    confidence = score(np.concatenate(several)).max(axis=1) if several else np.empty(0)
+    bounds = np.cumsum([0] + [len(c) for c in several])
+    best = iter(int(np.argmax(confidence[start:end])) for start, end in itertools.pairwise(bounds))
+    none = np.full((28, 28), np.nan, np.float32)
+    return np.stack([c[next(best)] if len(c) > 1 else c[0] if len(c) else none for c in candidates])
 
 
 class MnistDigitModel(PythonModel):

@@ -4,7 +4,8 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
+from scipy import ndimage
 
 from mnist_mlops.serving.preprocessing import decode, locate, polarity, to_mnist
 from mnist_mlops.serving.preprocessing.masks import stroke_width
@@ -23,6 +24,16 @@ def tight_digit(mnist_raw, index: int = 0, side: int = 120, dark_ink: bool = Tru
     rows, cols = np.flatnonzero(big.max(axis=1) > 64), np.flatnonzero(big.max(axis=0) > 64)
     crop = big[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32)
     return 255 - crop if dark_ink else crop
+
+
+def thick_soft(mnist_raw, index: int, dark_ink: bool = True, side: int = 150) -> np.ndarray:
+    """An MNIST test digit drawn with a marker and blurred (strokes grown by 12% of its size,
+    a blur of 3.5%: a thick soft scene), with a little paper around it, at the working size."""
+    alpha = Image.fromarray(mnist_raw["test_images"][index]).resize((side, side))
+    alpha = alpha.filter(ImageFilter.MaxFilter(int(0.12 * side) // 2 * 2 + 1))
+    alpha = np.pad(np.asarray(alpha.filter(ImageFilter.GaussianBlur(0.035 * side))), side // 6)
+    paper, ink = (230, 30) if dark_ink else (30, 230)
+    return decode.work_grayscale(png(paper + (ink - paper) * (alpha / 255.0)))
 
 
 def test_decode_scales_a_picture_to_the_working_size():
@@ -106,3 +117,26 @@ def test_polarity_reads_a_digit_in_a_thick_frame_taken_for_a_plot():
     assert locate.plot_box(gray) is not None
     inks = polarity.digit_inks(gray)
     assert inks and 30 <= max(inks[0].shape) <= 45
+
+
+@pytest.mark.parametrize("dark_ink", [True, False])
+@pytest.mark.parametrize("index", [435, 7195, 7492])  # an 8, a 5 and a 2
+def test_polarity_drops_the_pieces_of_thick_soft_strokes(mnist_raw, index, dark_ink):
+    """The background filter takes strokes wider than it, and the loops between them, for
+    paper: the local reading is pieces of the digit (the model read a thick 5's lower half as a
+    2 more confidently than the 5). The whole-picture readings, which see all of it, are kept."""
+    gray = thick_soft(mnist_raw, index, dark_ink)
+    whole = [reading.ink for reading in locate.whole_picture_readings(gray)]
+    inks = polarity.digit_inks(gray)
+    assert inks and all(any(np.array_equal(ink, w) for w in whole) for ink in inks)
+
+
+@pytest.mark.parametrize("dark_ink", [True, False])
+def test_locate_reads_a_thick_soft_tone_by_its_core_too(mnist_raw, dark_ink):
+    """MNIST test digit 3 is a 0: drawn thick and soft, its loop nearly closes (a blob the
+    model misreads); the tone's core, without the soft edges, has the loop open."""
+    holes = []
+    for reading in locate.whole_picture_readings(thick_soft(mnist_raw, 3, dark_ink)):
+        strokes = reading.ink > 0.4 * reading.ink.max()
+        holes.append((ndimage.binary_fill_holes(strokes) & ~strokes).mean())
+    assert len(holes) == 2 and min(holes) < 0.01 and max(holes) > 0.03

@@ -95,6 +95,14 @@ def test_the_supervisor_reports_a_worker_that_failed_to_start():
     assert inspect.signature(multiprocess.Process.exitcode.fget)
 
 
+def test_the_supervisor_pings_only_from_keep_subprocess_alive():
+    """server.Supervisor pings less often by skipping rounds of ``keep_subprocess_alive``, and
+    sees an exited worker through its multiprocessing process."""
+    assert "self.keep_subprocess_alive()" in source(multiprocess.Multiprocess.run)
+    assert "self.ping(timeout)" in source(multiprocess.Process.is_alive)
+    assert "self.process = get_subprocess(" in source(multiprocess.Process.__init__)
+
+
 def test_the_config_takes_every_option_server_py_passes():
     options = set(inspect.signature(uvicorn.Config).parameters)
     assert {

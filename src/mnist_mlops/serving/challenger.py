@@ -4,8 +4,9 @@ The version under ``serving.rollout.challenger_alias`` (when there is one) answe
 ``canary_fraction`` of the scoring requests: if it fails, times out or is busy, production
 answers instead and the failure is logged and counted. Of the requests production answers,
 ``shadow_fraction`` are queued (bounded: a full queue drops the request and counts it) and scored
-by the challenger in the background after the client has its answer; the request's log line is
-written then, with the challenger's digits, confidences and latency beside production's.
+by the challenger in the background after the client has its answer, once the worker is quiet
+(``QUIET_S``); the request's log line is written then, with the challenger's digits, confidences
+and latency beside production's.
 """
 
 from __future__ import annotations

@@ -35,14 +35,15 @@ ScoreFunction = Callable[[Any, ScoringRequest], Awaitable[tuple[float, Scoring]]
 MAX_ERROR = 200  # characters of a challenger's error kept in the log
 THREADS = 2  # the challenger's own threads per worker: one hung call never stops the other
 # How long the event loop waits in place for a canary's answer (blocked, as it is while
-# production scores inline) before it lets other requests in and awaits the answer: awaiting
-# from the start (the loop goes back to polling, and the answer wakes it) measured 75-200 us
-# more per answer than production inline, waiting in place 35-80 us. A version slower than
-# this costs the loop this much per canary answer at most; a hung one, once per thread.
+# production scores inline) before it lets other requests in and awaits the answer. Over
+# production's inline scoring, awaiting from the start (the loop goes back to polling, and the
+# answer wakes it) measured +93 us with requests 1 ms apart and +203 us 50 ms apart, waiting in
+# place +81 and +148 us (benchmarks/challenger_hop.py). A version slower than this costs the
+# loop this much per canary answer at most; a hung one, once per thread.
 IN_PLACE_S = 0.002
 # The shadow scores a queued request only once the worker has answered everything and taken
 # no request for this long: scored while production answered the next request, it made
-# production's single-image p50 1.2-1.5x and cost 4 clients up to 0.79x of their requests/s.
+# production's single-image p50 1.2-1.7x and cost 4 clients up to 0.79x of their requests/s.
 # At 20 requests/s a worker idles ~45 ms between two; a worker that never idles this long
 # fills the shadow queue, and the rest of its requests are dropped from shadowing and counted.
 QUIET_S = 0.005

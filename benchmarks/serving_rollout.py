@@ -12,10 +12,15 @@ second version under the alias `canary`:
 - canary-0.1: conf/gcp's share (a tenth of the requests answered by the challenger).
 
     .venv/bin/python benchmarks/serving_rollout.py [--repeats 3] [--workers 2]
+        [--only baseline+shadow+canary] [--against ../other-checkout]
 
 Prints, per configuration, the median over repeats of: the server's CPU time (all its
 processes) per single-image request at 20 requests/s, single-image p50 (one keep-alive client),
-the requests/s of 4 clients, and the share of requests shadowed at 20 requests/s; then ratios.
+the requests/s of 4 clients, and the share of requests shadowed at 20 requests/s, during the
+p50 run and during the 4 clients' run; then ratios. ``--against`` runs every configuration a
+second time, interleaved, with the serving code of another checkout of the project (its
+``src`` first on ``PYTHONPATH``, e.g. ``git archive main | tar -x -C /tmp/main``): the ratios
+are printed for both, and the other's figures are suffixed ``@other``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -45,6 +51,8 @@ from serving import concurrent_rate, default_hyperparameters, kedro_project, pos
 ROOT = Path(__file__).resolve().parents[1]
 RAW = ROOT / "data" / "01_raw" / "mnist"
 TICKS = os.sysconf("SC_CLK_TCK")
+OTHER = "@other"  # the suffix of the other checkout's configurations (--against)
+SCORED = 'mnist_serving_requests_total{endpoint="/invocations"'  # a prefix: every status
 CONFIGURATIONS = {
     "ort-default": {"serving.onnx_threads": 0},
     "baseline": {},
@@ -113,6 +121,16 @@ def paced(port: int, body: bytes, rate: float, seconds: float) -> int:
     return sent
 
 
+def shadowed(port: int, work: Callable[[], object]) -> tuple[object, float]:
+    """What ``work`` returns, and the share of its scoring requests the challenger shadowed
+    (counted once the shadows queued meanwhile are done)."""
+    before = metric(port, "mnist_serving_shadow_images_total"), metric(port, SCORED)
+    result = work()
+    time.sleep(2)  # the shadows still queued
+    after = metric(port, "mnist_serving_shadow_images_total"), metric(port, SCORED)
+    return result, (after[0] - before[0]) / max(after[1] - before[1], 1)
+
+
 def measure(server: ScoringProcess, images: np.ndarray, seconds: float) -> dict[str, float]:
     one = json.dumps({"inputs": images[:1].tolist()}).encode()
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
@@ -120,21 +138,26 @@ def measure(server: ScoringProcess, images: np.ndarray, seconds: float) -> dict[
         post(connection, one)
     connection.close()  # idle for longer than the keep-alive timeout during the paced phase
     time.sleep(2)  # the warm-up's shadow work is done
-    shadowed_before = metric(server.port, "mnist_serving_shadow_images_total")
     assert server.process is not None
+    shadowed_before = metric(server.port, "mnist_serving_shadow_images_total")
     cpu_before = process_tree_cpu_s(server.process.pid)
     sent = paced(server.port, one, 20, seconds)
     time.sleep(1)  # the last requests' shadows
     cpu = process_tree_cpu_s(server.process.pid) - cpu_before
-    shadowed = metric(server.port, "mnist_serving_shadow_images_total") - shadowed_before
+    shadowed_paced = metric(server.port, "mnist_serving_shadow_images_total") - shadowed_before
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-    latencies = [post(connection, one) for _ in range(300)]
+    latencies, share_p50 = shadowed(
+        server.port, lambda: [post(connection, one) for _ in range(300)]
+    )
     connection.close()
+    rate, share_clients4 = shadowed(server.port, lambda: concurrent_rate(server.port, one, 4))
     return {
         "cpu_ms_per_request": 1000 * cpu / sent,
-        "shadowed_share": shadowed / sent,
+        "shadowed_share": shadowed_paced / sent,
         "p50_ms": statistics.median(latencies) * 1000,
-        "clients4_requests_per_s": concurrent_rate(server.port, one, 4),
+        "p50_shadowed_share": share_p50,
+        "clients4_requests_per_s": rate,
+        "clients4_shadowed_share": share_clients4,
     }
 
 
@@ -152,29 +175,50 @@ def report(medians: dict[str, dict[str, float]], repeats: int, workers: int) -> 
     names = list(medians)
     print(f"\nmedian of {repeats} runs, {os.cpu_count()} cores, workers={workers}")
     print(f"load average at the end: {os.getloadavg()}")
-    print(f"{'metric':28}" + "".join(f"{name:>13}" for name in names))
+    print(f"{'metric':28}" + "".join(f"{name:>16}" for name in names))
     for key in medians[names[0]]:
-        print(f"{key:28}" + "".join(f"{medians[name][key]:13.3f}" for name in names))
-    base, shadow, canary = medians["baseline"], medians["shadow"], medians["canary"]
-    old = medians["ort-default"]
-    print()
+        print(f"{key:28}" + "".join(f"{medians[name][key]:16.3f}" for name in names))
+    for suffix in ("", OTHER):
+        if f"baseline{suffix}" in medians:
+            print(f"\n{suffix or 'this checkout'}:")
+            ratios(
+                {name.removesuffix(suffix): medians[name] for name in names if _of(name, suffix)}
+            )
+
+
+def _of(name: str, suffix: str) -> bool:
+    return name.endswith(OTHER) == bool(suffix)
+
+
+def ratios(medians: dict[str, dict[str, float]]) -> None:
+    """The targets, for the configurations measured."""
+    base = medians["baseline"]
     print(f"{'CPU per request, 1 thread':34} {base['cpu_ms_per_request']:8.2f} ms (<= 2 ms)")
-    print(f"{'  vs ONNX Runtime default':34} {old['cpu_ms_per_request']:8.2f} ms")
-    print(f"{'shadow: p50 / baseline':34} {shadow['p50_ms'] / base['p50_ms']:8.2f}x (<= 1.1)")
-    rate = shadow["clients4_requests_per_s"] / base["clients4_requests_per_s"]
-    print(f"{'shadow: 4 clients req/s / baseline':34} {rate:8.2f}x (>= 0.9)")
-    print(f"{'shadow: requests shadowed at 20/s':34} {shadow['shadowed_share']:8.1%} (>= 99%)")
-    added = (canary["p50_ms"] - base["p50_ms"]) * 1000
-    print(f"{'canary 1.0: p50 added':34} {added:8.0f} us (<= 50 us)")
-    added = (medians["canary-0.1"]["p50_ms"] - base["p50_ms"]) * 1000
-    print(f"{'canary 0.1: p50 added':34} {added:8.0f} us (<= 50 us)")
+    if old := medians.get("ort-default"):
+        print(f"{'  vs ONNX Runtime default':34} {old['cpu_ms_per_request']:8.2f} ms")
+    if shadow := medians.get("shadow"):
+        print(f"{'shadow: p50 / baseline':34} {shadow['p50_ms'] / base['p50_ms']:8.2f}x (<= 1.1)")
+        rate = shadow["clients4_requests_per_s"] / base["clients4_requests_per_s"]
+        print(f"{'shadow: 4 clients req/s / baseline':34} {rate:8.2f}x (>= 0.9)")
+        for key in ("shadowed_share", "p50_shadowed_share", "clients4_shadowed_share"):
+            print(f"{'shadow: ' + key:34} {shadow[key]:8.1%}")
+    for name in ("canary", "canary-0.1"):
+        if canary := medians.get(name):
+            added = (canary["p50_ms"] - base["p50_ms"]) * 1000
+            print(f"{name + ': p50 added':34} {added:8.0f} us (<= 50 us)")
 
 
 @click.command()
 @click.option("--repeats", type=int, default=3, show_default=True)
 @click.option("--workers", type=int, default=os.cpu_count() or 1, show_default=True)
 @click.option("--seconds", type=float, default=10, show_default=True, help="at 20 requests/s")
-def main(repeats: int, workers: int, seconds: float) -> None:
+@click.option("--only", default="", help="configurations joined by +, e.g. baseline+canary")
+@click.option(
+    "--against",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="another checkout of the project whose serving code runs every configuration too",
+)
+def main(repeats: int, workers: int, seconds: float, only: str, against: Path | None) -> None:
     """CPU per request, and the cost of shadow and canary, side by side."""
     images = IDXDataset(filepath=str(RAW / "t10k-images-idx3-ubyte.gz")).load().astype(float)
     root = Path(tempfile.mkdtemp(prefix="serving-rollout-benchmark-"))
@@ -182,10 +226,16 @@ def main(repeats: int, workers: int, seconds: float) -> None:
     env = {"GCP_MLFLOW_TRACKING_URI": uri, "MNIST_SERVING_TOKEN": ""}
     env["MNIST_REQUEST_LOG"] = str(root / "requests.jsonl")
     project = kedro_project(root)
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in CONFIGURATIONS}
+    chosen = only.split("+") if only else list(CONFIGURATIONS)
+    runs = [(name, env) for name in chosen]
+    if against is not None:
+        other = {**env, "PYTHONPATH": str(against.resolve() / "src")}
+        runs = [run for name in chosen for run in ((name, env), (name + OTHER, other))]
+    results: dict[str, list[dict[str, float]]] = {name: [] for name, _ in runs}
     for repeat in range(repeats):
-        for name, params in CONFIGURATIONS.items():
-            with server(project, env, workers, params) as running:
+        for name, run_env in runs:
+            params = CONFIGURATIONS[name.removesuffix(OTHER)]
+            with server(project, run_env, workers, params) as running:
                 results[name].append(measure(running, images, seconds))
             print(f"repeat {repeat + 1}/{repeats} {name}: {results[name][-1]}", flush=True)
     medians = {

@@ -456,6 +456,25 @@ def test_a_client_that_disconnects_is_one_log_line(served):
     assert text.count("disconnected") == before + 1 and "Traceback" not in text
 
 
+def test_a_worker_that_dies_is_replaced_and_nothing_else_is_lost(served):
+    """The supervisor pings its workers every 5 s, but sees one that exited without a ping."""
+    log = served["process"].log_path
+    pattern = r"\[(\d+)\] mnist_mlops.serving.startup: start-up: listening"
+    workers = set(re.findall(pattern, log.read_text()))
+    os.kill(int(min(workers)), signal.SIGKILL)
+    deadline = time.monotonic() + 120  # the new worker loads and warms the version first
+    while len(set(re.findall(pattern, log.read_text())) - workers) < 1:
+        assert time.monotonic() < deadline, "no worker replaced the killed one"
+        time.sleep(0.2)
+    with requests.Session() as session:
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        answers = [
+            session.post(f"{served['url']}/invocations", data=ONE, headers=headers)
+            for _ in range(20)
+        ]
+    assert [answer.status_code for answer in answers] == [200] * 20
+
+
 def test_sigterm_finishes_the_request_in_flight_and_exits_0(served):
     """Last test of the module: it stops the server."""
     process = served["process"].process

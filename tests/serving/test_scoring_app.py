@@ -11,6 +11,7 @@ real model are tested over HTTP in the other modules.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from mnist_mlops.serving.app import (
     create_app,
     error,
 )
+from mnist_mlops.serving.challenger import THREADS, Traffic
 from mnist_mlops.serving.model import Download, LoadedModel
 from mnist_mlops.serving.parsing import TooLarge
 from mnist_mlops.serving.pyfunc import to_pixels
@@ -608,6 +610,49 @@ def test_a_failing_canary_is_covered_by_production_and_logged(serve, challenger,
     [line] = served.logged()
     assert line["model_version"] == "1" and line["role"] == "production"
     assert line["challenger_error"] == {"model_version": "2", "error": logged_error}
+
+
+class HungModel(StandInModel):
+    """A version whose scoring never returns until the test releases it."""
+
+    def __init__(self) -> None:
+        super().__init__(shift=1)
+        self.release = threading.Event()
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        self.release.wait()
+        return super().probabilities(pixels)
+
+
+def test_a_hung_canary_is_covered_by_production_once_it_times_out(serve):
+    hung = HungModel()
+    served = serve(challenger=hung, canary_fraction=1.0, challenger_timeout_s=0.1)
+    try:
+        # Each of the challenger's threads hangs in turn; then the canary is not even waited
+        # for in place, and every request is still answered by production after the timeout.
+        answers = [served.post(ONE) for _ in range(THREADS + 2)]
+    finally:
+        hung.release.set()
+    assert [a.headers["x-model-version"] for a in answers] == ["1"] * (THREADS + 2)
+    assert [a.json()["predictions"][0]["digit"] for a in answers] == [7] * (THREADS + 2)
+    errors = [line["challenger_error"]["error"] for line in served.logged()]
+    assert errors == ["timed out after 0.1 s"] * (THREADS + 2)
+
+
+def test_the_shadow_waits_for_a_quiet_worker():
+    async def scenario() -> None:
+        traffic = Traffic()
+        traffic.started()
+        waiting = asyncio.create_task(traffic.quiet(0.5))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # a request is in flight
+        traffic.ended()
+        await asyncio.sleep(0)
+        assert not waiting.done()  # answered just now
+        await asyncio.wait_for(waiting, 10)
+        assert time.monotonic() - traffic.last >= 0.5
+
+    asyncio.run(scenario())
 
 
 def test_input_production_refuses_too_is_not_the_canarys_error(serve):

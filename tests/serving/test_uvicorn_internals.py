@@ -95,6 +95,34 @@ def test_the_supervisor_reports_a_worker_that_failed_to_start():
     assert inspect.signature(multiprocess.Process.exitcode.fget)
 
 
+def test_the_supervisor_pings_only_from_keep_subprocess_alive():
+    """server.Supervisor pings less often by skipping rounds of ``keep_subprocess_alive``, and
+    sees an exited worker through its multiprocessing process."""
+    assert "self.keep_subprocess_alive()" in source(multiprocess.Multiprocess.run)
+    assert "self.ping(timeout)" in source(multiprocess.Process.is_alive)
+    assert "self.process = get_subprocess(" in source(multiprocess.Process.__init__)
+
+
+def test_the_tick_and_the_exit_signal_quiet_server_replaces():
+    """server.QuietServer ticks once a second (on_tick's counter in tens) and wakes on exit."""
+    main_loop = source(uvicorn.Server.main_loop)
+    assert "await asyncio.sleep(0.1)" in main_loop and "self.on_tick(counter)" in main_loop
+    assert "if counter % 10 == 0:" in source(uvicorn.Server.on_tick)
+    assert "self.should_exit = True" in source(uvicorn.Server.handle_exit)
+    assert "signal.signal(sig, self.handle_exit) for sig in" in source(
+        uvicorn.Server.capture_signals
+    )
+
+
+def test_worker_processes_are_made_from_the_module_level_process_class():
+    """server._quiet_workers swaps ``multiprocess.Process`` for ``QuietWorker``."""
+    assert "Server(config=self.config)" in source(multiprocess.Process.server.fget)
+    for method in ("init_processes", "keep_subprocess_alive", "restart_all"):
+        assert "Process(self.config, self.sockets)" in source(
+            getattr(multiprocess.Multiprocess, method)
+        ), method
+
+
 def test_the_config_takes_every_option_server_py_passes():
     options = set(inspect.signature(uvicorn.Config).parameters)
     assert {

@@ -44,6 +44,7 @@ from mnist_mlops.serving.challenger import (
     Scored,
     ScoreFunction,
     Scoring,
+    Traffic,
     confidences_of,
     digits_of,
 )
@@ -117,8 +118,14 @@ class Scorer:
             settings.request_log_backups,
             settings.request_log_flush_s,
         )
+        self.traffic = Traffic()
         self.challenger = Challenger(
-            settings.rollout, _challenger_uri(config), self.follower, self.request_log.write, _score
+            settings.rollout,
+            _challenger_uri(config),
+            self.follower,
+            self.request_log.write,
+            _score,
+            self.traffic,
         )
 
     def authorize(self, request: Request) -> None:
@@ -401,20 +408,22 @@ def create_app(config: AppConfig) -> MeasuredApp:
         },
         lifespan=lifespan,
     )
-    return MeasuredApp(app, lambda: scorer.follower.current)
+    return MeasuredApp(app, lambda: scorer.follower.current, scorer.traffic)
 
 
 class MeasuredApp:
     """Counts every answer by endpoint and status, times it, and names the production version
-    in ``X-Model-Version`` when the endpoint did not name another (pure ASGI: no per-request
-    middleware objects on the hot path)."""
+    in ``X-Model-Version`` when the endpoint did not name another, and keeps the worker's
+    ``traffic`` (pure ASGI: no per-request middleware objects on the hot path)."""
 
     ENDPOINTS = frozenset(
         ["/invocations", "/ping", "/health", "/version", "/metrics", "/openapi.json", "/"]
     )
 
-    def __init__(self, app: Starlette, production: Callable[[], LoadedModel | None]) -> None:
-        self.app, self.production = app, production
+    def __init__(
+        self, app: Starlette, production: Callable[[], LoadedModel | None], traffic: Traffic
+    ) -> None:
+        self.app, self.production, self.traffic = app, production, traffic
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -432,9 +441,11 @@ class MeasuredApp:
                 message = _with_version(message, self.production())
             await send(message)
 
+        self.traffic.started()
         try:
             await self.app(scope, receive, send_and_count)
         finally:
+            self.traffic.ended()
             metrics.REQUESTS.labels(endpoint=endpoint, status=str(status)).inc()
             metrics.LATENCY.labels(endpoint=endpoint).observe(time.perf_counter() - started)
 

@@ -4,8 +4,9 @@ The version under ``serving.rollout.challenger_alias`` (when there is one) answe
 ``canary_fraction`` of the scoring requests: if it fails, times out or is busy, production
 answers instead and the failure is logged and counted. Of the requests production answers,
 ``shadow_fraction`` are queued (bounded: a full queue drops the request and counts it) and scored
-by the challenger in the background after the client has its answer; the request's log line is
-written then, with the challenger's digits, confidences and latency beside production's.
+by the challenger in the background after the client has its answer, once the worker is quiet
+(``QUIET_S``); the request's log line is written then, with the challenger's digits, confidences
+and latency beside production's.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,20 @@ Scoring = tuple[np.ndarray, np.ndarray]  # pixels the model saw, its probabiliti
 # Production's scoring, inline or in a thread: its time (taken where it runs) and its result.
 ScoreFunction = Callable[[Any, ScoringRequest], Awaitable[tuple[float, Scoring]]]
 MAX_ERROR = 200  # characters of a challenger's error kept in the log
+THREADS = 2  # the challenger's own threads per worker: one hung call never stops the other
+# How long the event loop waits in place for a canary's answer (blocked, as it is while
+# production scores inline) before it lets other requests in and awaits the answer. Over
+# production's inline scoring, awaiting from the start (the loop goes back to polling, and the
+# answer wakes it) measured +93 us with requests 1 ms apart and +203 us 50 ms apart, waiting in
+# place +81 and +148 us (benchmarks/challenger_hop.py). A version slower than this costs the
+# loop this much per canary answer at most; a hung one, once per thread.
+IN_PLACE_S = 0.002
+# The shadow scores a queued request only once the worker has answered everything and taken
+# no request for this long: scored while production answered the next request, it made
+# production's single-image p50 1.2-1.7x and cost 4 clients up to 0.79x of their requests/s.
+# At 20 requests/s a worker idles ~45 ms between two; a worker that never idles this long
+# fills the shadow queue, and the rest of its requests are dropped from shadowing and counted.
+QUIET_S = 0.005
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,35 @@ class Scored:
     challenger_error: dict[str, str] | None = None  # the canary's failure production covered
 
 
+class Traffic:
+    """The requests a worker is answering, and when it last answered one."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.last = 0.0  # time.monotonic() of the last answer
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def started(self) -> None:
+        self.in_flight += 1
+        self.idle.clear()
+
+    def ended(self) -> None:
+        self.in_flight -= 1
+        self.last = time.monotonic()
+        if not self.in_flight:
+            self.idle.set()
+
+    async def quiet(self, seconds: float) -> None:
+        """Return once no request has been in flight for ``seconds``."""
+        while True:
+            await self.idle.wait()
+            left = self.last + seconds - time.monotonic()
+            if left <= 0 and not self.in_flight:
+                return
+            await asyncio.sleep(max(left, 0.0))
+
+
 class Challenger:
     """Routes to and shadows with the challenger a worker follows (none when ``uri`` is None:
     production is served by version, not by alias)."""
@@ -56,8 +100,10 @@ class Challenger:
         production: ModelFollower,
         write: Callable[[dict[str, Any]], None],
         score: Callable[[Any, ScoringRequest], Scoring],
+        traffic: Traffic | None = None,
     ) -> None:
         self.settings, self.uri, self.write, self.score = settings, uri, write, score
+        self.traffic = traffic or Traffic()
         self.follower = ModelFollower(
             uri or "",
             None,
@@ -70,8 +116,9 @@ class Challenger:
             asyncio.Queue(maxsize=settings.shadow_queue)
         )
         # Its own threads: a slow challenger never holds up production's thread pool.
-        self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="challenger")
+        self.executor = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="challenger")
         self.pending = 0
+        self.jobs: list[Future] = []  # submitted and not done: a hung one keeps its thread
         self.random = random.Random()
 
     async def start(self) -> None:
@@ -94,7 +141,7 @@ class Challenger:
         failure = None
         if challenger is not None and self.random.random() < self.settings.canary_fraction:
             try:
-                return await self._run(challenger, parsed)
+                return await self._run(challenger, parsed, in_place=True)
             except Exception as exc:
                 failure = exc
         seconds, (pixels, probabilities) = await score(production.model, parsed)  # may refuse
@@ -122,6 +169,7 @@ class Challenger:
     async def _shadow_loop(self) -> None:
         while True:
             parsed, challenger, record, digits = await self.queue.get()
+            await self.traffic.quiet(QUIET_S)
             try:
                 scored = await self._run(challenger, parsed)
             except Exception as exc:
@@ -130,21 +178,34 @@ class Challenger:
                 record["shadow"] = shadow_evidence(scored, record, digits, parsed)
             self.write(record)
 
-    async def _run(self, challenger: LoadedModel, parsed: ScoringRequest) -> Scored:
-        """The challenger's scoring on its threads, within ``challenger_timeout_s``."""
+    async def _run(
+        self, challenger: LoadedModel, parsed: ScoringRequest, in_place: bool = False
+    ) -> Scored:
+        """The challenger's scoring on its threads, within ``challenger_timeout_s``; awaited
+        ``in_place`` first when a thread is free to start it at once (see ``IN_PLACE_S``)."""
         if self.pending >= self.settings.shadow_queue:
             raise ChallengerBusy(f"{self.pending} requests already wait for the challenger")
         self.pending += 1
         try:
-            future = asyncio.get_running_loop().run_in_executor(
-                self.executor, self._timed, challenger.model, parsed
-            )
-            seconds, (pixels, probabilities) = await asyncio.wait_for(
-                future, self.settings.challenger_timeout_s
-            )
+            self.jobs = [job for job in self.jobs if not job.done()]
+            in_place = in_place and len(self.jobs) < THREADS
+            job = self.executor.submit(self._timed, challenger.model, parsed)
+            self.jobs.append(job)
+            seconds, (pixels, probabilities) = await self._result(job, in_place)
         finally:
             self.pending -= 1
         return Scored(challenger, pixels, probabilities, seconds)
+
+    async def _result(self, job: Future, in_place: bool) -> tuple[float, Scoring]:
+        timeout = self.settings.challenger_timeout_s
+        if in_place:
+            waited = min(IN_PLACE_S, timeout)
+            try:
+                return job.result(timeout=waited)
+            except TimeoutError:
+                if not job.done():  # else the challenger's own TimeoutError: raised below
+                    timeout -= waited
+        return await asyncio.wait_for(asyncio.wrap_future(job), timeout)
 
     def _timed(self, model: Any, parsed: ScoringRequest) -> tuple[float, Scoring]:
         """Scoring and its time, taken in the thread: what the version costs, not the queue

@@ -36,7 +36,7 @@ from mnist_mlops.serving.app import (
     create_app,
     error,
 )
-from mnist_mlops.serving.challenger import THREADS, Traffic
+from mnist_mlops.serving.challenger import MAX_SHADOW_WAIT_S, THREADS, Traffic
 from mnist_mlops.serving.model import Download, LoadedModel
 from mnist_mlops.serving.parsing import TooLarge
 from mnist_mlops.serving.pyfunc import to_pixels
@@ -653,6 +653,31 @@ def test_the_shadow_waits_for_a_quiet_worker():
         assert time.monotonic() - traffic.last >= 0.5
 
     asyncio.run(scenario())
+
+
+def test_a_worker_that_is_never_quiet_still_shadows(serve):
+    """Saturated (a request always in flight), the shadow still scores one queued request per
+    ``MAX_SHADOW_WAIT_S``: the rollout needs readings to judge the challenger by."""
+    served = serve(challenger=StandInModel(shift=1), shadow_fraction=1.0)
+    assert served.post(ONE).status_code == 200
+
+    challenger, written = served.scorer.challenger, []
+    write = challenger.write
+    challenger.write = lambda record: (written.append(record), write(record))
+
+    async def saturated() -> float:
+        served.scorer.traffic.started()  # never ends while the shadow waits
+        started = time.monotonic()
+        shadowing = asyncio.create_task(challenger._shadow_loop())
+        while not written and time.monotonic() - started < 5:
+            await asyncio.sleep(0.01)
+        shadowing.cancel()
+        return time.monotonic() - started
+
+    waited = asyncio.run(saturated())
+    [line] = served.logged()
+    assert line["shadow"]["model_version"] == "2"
+    assert MAX_SHADOW_WAIT_S * 0.9 <= waited < 5
 
 
 def test_input_production_refuses_too_is_not_the_canarys_error(serve):

@@ -5,8 +5,8 @@ The version under ``serving.rollout.challenger_alias`` (when there is one) answe
 answers instead and the failure is logged and counted. Of the requests production answers,
 ``shadow_fraction`` are queued (bounded: a full queue drops the request and counts it) and scored
 by the challenger in the background after the client has its answer, once the worker is quiet
-(``QUIET_S``); the request's log line is written then, with the challenger's digits, confidences
-and latency beside production's.
+(``QUIET_S``) or has waited ``MAX_SHADOW_WAIT_S`` for it; the request's log line is written
+then, with the challenger's digits, confidences and latency beside production's.
 """
 
 from __future__ import annotations
@@ -44,9 +44,12 @@ IN_PLACE_S = 0.002
 # The shadow scores a queued request only once the worker has answered everything and taken
 # no request for this long: scored while production answered the next request, it made
 # production's single-image p50 1.2-1.7x and cost 4 clients up to 0.79x of their requests/s.
-# At 20 requests/s a worker idles ~45 ms between two; a worker that never idles this long
-# fills the shadow queue, and the rest of its requests are dropped from shadowing and counted.
+# At 20 requests/s a worker idles ~45 ms between two. A worker that never idles this long
+# still scores one queued request every ``MAX_SHADOW_WAIT_S`` (a 16-client saturated server
+# otherwise shadowed nothing, and the rollout had no readings to judge a bad canary by); the
+# rest of its requests are dropped from shadowing and counted.
 QUIET_S = 0.005
+MAX_SHADOW_WAIT_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -169,14 +172,25 @@ class Challenger:
     async def _shadow_loop(self) -> None:
         while True:
             parsed, challenger, record, digits = await self.queue.get()
-            await self.traffic.quiet(QUIET_S)
+            quiet = await self._quiet()
             try:
                 scored = await self._run(challenger, parsed)
             except Exception as exc:
                 record["shadow"] = self._failed(challenger, "shadow", exc)
             else:
                 record["shadow"] = shadow_evidence(scored, record, digits, parsed)
+                # Scored beside production's work, its time includes waits for the interpreter
+                # (up to the 5 ms switch interval each): not comparable with production's.
+                record["shadow"]["contended"] = not quiet
             self.write(record)
+
+    async def _quiet(self) -> bool:
+        """Wait until the worker is quiet, at most ``MAX_SHADOW_WAIT_S``; whether it was."""
+        try:
+            await asyncio.wait_for(self.traffic.quiet(QUIET_S), MAX_SHADOW_WAIT_S)
+        except TimeoutError:
+            return False
+        return True
 
     async def _run(
         self, challenger: LoadedModel, parsed: ScoringRequest, in_place: bool = False

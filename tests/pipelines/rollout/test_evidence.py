@@ -54,6 +54,36 @@ def test_a_good_challenger_is_promoted_after_min_requests_and_waits_before(param
     assert decide(evidence, params).action == "promote"
 
 
+def test_canary_answers_alone_do_not_promote_until_its_readings_are_judged(params):
+    """A saturated server shadows little: answers show errors, speed and confidence, not
+    whether the digits are right. Shadowed pairs or labelled answers must say so first."""
+    unlabelled = [line("2", i % 10) for i in range(100)]
+    decision = decide(collect_evidence(unlabelled, "1", "2", None), params)
+    assert decision.action == "wait" and decision.missing_requests == 0
+    assert decision.reasons == [
+        "what it reads is not judged yet: 0 shadowed images (at least 30) and 0 labelled "
+        "answers (at least 50)"
+    ]
+    labelled = [line("1", i % 10, i % 10) for i in range(50)]
+    labelled += [line("2", i % 10, i % 10) for i in range(100)]
+    assert decide(collect_evidence(labelled, "1", "2", None), params).action == "promote"
+    shadowed = unlabelled + [line("1", i % 10, shadow=(i % 10, 0.6)) for i in range(30)]
+    assert decide(collect_evidence(shadowed, "1", "2", None), params).action == "promote"
+
+
+def test_shadow_times_taken_beside_production_work_are_not_compared(params):
+    """A shadow scored while the worker was busy waited for the interpreter: its time says
+    nothing about the version. Its reading still counts."""
+    lines = [line("1", i % 10, shadow=(i % 10, 0.6)) for i in range(60)]
+    lines += [line("1", i % 10, shadow=(i % 10, 40.0)) for i in range(40)]
+    assert "p99 scoring time" in decide(collect_evidence(lines, "1", "2", None), params).reasons[0]
+    for record in lines[60:]:
+        record["shadow"]["contended"] = True
+    evidence = collect_evidence(lines, "1", "2", None)
+    assert evidence.shadow_images == 100 and evidence.challenger.p99_scoring_ms == 0.6
+    assert decide(evidence, params).action == "promote"
+
+
 def test_a_disagreeing_challenger_is_rolled_back_before_min_requests(params):
     lines = [line("1", 3, 3, shadow=(5 if i % 3 else 3, 0.6)) for i in range(40)]
     decision = decide(collect_evidence(lines, "1", "2", None), params)

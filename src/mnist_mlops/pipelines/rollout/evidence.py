@@ -161,7 +161,8 @@ def _count_shadow(
         tally.errors += 1
         return
     tally.shadowed += 1
-    tally.scoring_ms.append(float(shadow["latency_ms"]))
+    if not shadow.get("contended"):  # timed beside production's work: not comparable
+        tally.scoring_ms.append(float(shadow["latency_ms"]))
     rows = record["rows"]
     tally.read(
         (row.get("shadow_digit"), row.get("shadow_confidence"), row.get("label")) for row in rows
@@ -267,10 +268,26 @@ def _latency_and_confidence_breaches(
 
 
 def decide(evidence: Evidence, params: RolloutParameters) -> Decision:
-    """Roll back on a breach (a sure one before ``min_requests``), promote on none after it,
-    wait otherwise."""
+    """Roll back on a breach (a sure one before ``min_requests``), promote on none after it
+    once what the challenger reads was judged, wait otherwise."""
     missing = max(0, params.min_requests - evidence.challenger_requests)
     reasons = breaches(evidence, params, sure=missing > 0)
     if reasons:
         return Decision(action="rollback", reasons=reasons, missing_requests=missing)
-    return Decision(action="wait" if missing else "promote", reasons=[], missing_requests=missing)
+    if missing:
+        return Decision(action="wait", reasons=[], missing_requests=missing)
+    unjudged = _readings_unjudged(evidence, params)
+    return Decision(action="wait" if unjudged else "promote", reasons=unjudged, missing_requests=0)
+
+
+def _readings_unjudged(evidence: Evidence, params: RolloutParameters) -> list[str]:
+    """Why nothing yet says whether the challenger reads right. Canary answers alone show its
+    errors, speed and confidence, not its digits: a saturated server shadows little, and an
+    untrained model answers as fast and as sure as a trained one."""
+    labelled, needed = evidence.challenger.labelled, params.thresholds.min_labelled_images
+    if evidence.shadow_images >= params.min_samples or labelled >= needed:
+        return []
+    return [
+        f"what it reads is not judged yet: {evidence.shadow_images} shadowed images (at least "
+        f"{params.min_samples}) and {labelled} labelled answers (at least {needed})"
+    ]

@@ -165,8 +165,10 @@ def _plan(decision: Decision, state: RolloutState) -> str:
         return f"version {state.challenger} promoted to production (was {state.production})"
     if decision.action == "rollback":
         return f"version {state.challenger} rolled back: production stays {state.production}"
-    if decision.action == "wait":
+    if decision.action == "wait" and decision.missing_requests:
         return f"waiting: {decision.missing_requests} more challenger requests before promoting"
+    if decision.action == "wait":
+        return f"waiting: {'; '.join(decision.reasons)}"
     return f"no version holds the alias {state.alias}: nothing to decide"
 
 

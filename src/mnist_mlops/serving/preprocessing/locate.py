@@ -23,6 +23,7 @@ from mnist_mlops.serving.preprocessing.masks import (
     ring,
     runs_at_least,
     stroke_width,
+    strokes_of,
 )
 
 MIN_CONTRAST = 12.0  # grey levels: below this nothing stands out from the paper
@@ -330,7 +331,7 @@ def _wants_core(ink: np.ndarray) -> bool:
     blob the model misreads. Strokes over ``THICK_TONE`` of their digit's size (MNIST's are
     about 0.12) that still look like strokes, or a blob; not a canvas, whose core is garbage
     the model may read confidently (screen photos)."""
-    strokes = ink > 0.4 * ink.max()
+    strokes = strokes_of(ink)
     width = stroke_width(strokes) / max(strokes.shape)
     return width > BLOB or (width >= THICK_TONE and _stroke_like(ink))
 
@@ -364,7 +365,7 @@ def _stroke_like(ink: np.ndarray) -> bool:
     rectangle with holes (a dark canvas round a light digit, a page or a screen with a digit
     in it: over 85% of its box, or over 3/4 and canvas-like; 1% of MNIST digits fill 3/4,
     all narrow ones)."""
-    strokes = ink > 0.4 * ink.max()
+    strokes = strokes_of(ink)
     height, width = strokes.shape
     if stroke_width(strokes) > BLOB * max(height, width):
         return False

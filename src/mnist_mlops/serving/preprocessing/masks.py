@@ -33,6 +33,11 @@ def _shrink(mask: np.ndarray) -> np.ndarray:
     return shrunk
 
 
+def strokes_of(ink: np.ndarray) -> np.ndarray:
+    """The strokes of an ink image: its pixels over 40% of its strongest (soft edges left out)."""
+    return ink > 0.4 * ink.max()
+
+
 def stroke_width(strokes: np.ndarray) -> float:
     """About the strokes' width in pixels: their area over half their outline."""
 

@@ -19,7 +19,7 @@ from mnist_mlops.serving.preprocessing.locate import (
     plot_box,
     whole_picture_readings,
 )
-from mnist_mlops.serving.preprocessing.masks import quantile, stroke_width
+from mnist_mlops.serving.preprocessing.masks import quantile, stroke_width, strokes_of
 
 # Strokes wider than this share of the background filter are cut in pieces by it, where they
 # run close (measured: thick soft strokes of 13-27 px against a filter of 19 at 96 px).
@@ -93,7 +93,7 @@ def _seen_whole(local: Reading, whole: Reading, gray: np.ndarray, wide: bool) ->
 def _wider_than_background(whole: Reading, gray: np.ndarray) -> bool:
     """Whether a whole-picture reading's strokes are wider than ``WIDE`` of the background
     filter: the filter takes such strokes, and the loops between them, for paper."""
-    return stroke_width(whole.ink > 0.4 * whole.ink.max()) >= WIDE * background_size(gray)
+    return stroke_width(strokes_of(whole.ink)) >= WIDE * background_size(gray)
 
 
 def _piece_of_wide(local: Reading, whole: Reading, gray: np.ndarray) -> bool:
@@ -121,7 +121,7 @@ def _inside(box: tuple[int, int, int, int], outer: tuple[int, int, int, int], sl
 def _stroke_grey(gray: np.ndarray, reading: Reading) -> float:
     """The median grey of a reading's strokes."""
     top, left, bottom, right = reading.box
-    return quantile(gray[top:bottom, left:right][reading.ink > 0.4 * reading.ink.max()], 0.5)
+    return quantile(gray[top:bottom, left:right][strokes_of(reading.ink)], 0.5)
 
 
 def _by_paper_contrast(found: list[Reading]) -> list[np.ndarray]:

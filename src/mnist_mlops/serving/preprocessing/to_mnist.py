@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from mnist_mlops.serving.preprocessing.decode import SIDE
-from mnist_mlops.serving.preprocessing.masks import quantile, stroke_width
+from mnist_mlops.serving.preprocessing.masks import quantile, stroke_width, strokes_of
 
 FIT = 20  # MNIST digits were fitted into 20 x 20, then centred by centre of mass in 28 x 28
 MNIST_STROKE = 0.12  # MNIST strokes are about 2.4 pixels wide in a 20-pixel digit
@@ -18,7 +18,7 @@ def mnist_like(ink: np.ndarray) -> np.ndarray:
     centre in 28 x 28."""
     from PIL import Image
 
-    strokes = ink > 0.4 * ink.max()
+    strokes = strokes_of(ink)
     ink = np.clip(ink * (255.0 / quantile(ink[strokes], 0.75)), 0, 255)
     ink = _mnist_stroke_width(ink, stroke_width(strokes))
     scale = FIT / max(ink.shape)

@@ -104,6 +104,30 @@ def test_locate_takes_a_slanted_page_round_a_digit_for_paper():
     assert not [r for r in locate.whole_picture_readings(gray) if not r.dark]
 
 
+def thick_zero() -> np.ndarray:
+    """A thick marker's 0 on light paper: its ring fills 80% of its box round a hole of 11%,
+    as a page round its digit does, but its corners are round."""
+    from PIL import ImageDraw
+
+    picture = Image.new("L", (96, 96), 225)
+    ImageDraw.Draw(picture).rounded_rectangle((22, 8, 73, 87), radius=20, outline=40, width=20)
+    return np.asarray(picture, np.float32)
+
+
+def test_locate_reads_a_thick_zero_not_a_page():
+    gray = thick_zero()
+    assert 0.75 < (gray[8:88, 22:74] < 128).mean() < 0.85  # what a page was taken for
+    dark = [r for r in locate.whole_picture_readings(gray) if r.dark]
+    assert dark and dark[0].box == (8, 22, 88, 74)
+
+
+def test_a_thick_zero_is_no_plot():
+    """Its widest rows, as long as a plot's axes, go on beyond them in round caps."""
+    gray = thick_zero()
+    assert locate.plot_box(gray) is None
+    assert all(ink.shape[0] == 80 for ink in polarity.digit_inks(gray))
+
+
 def test_polarity_reads_a_digit_in_a_thick_frame_taken_for_a_plot():
     """A form's thick frame set in from the edges looks like a plot's axes; its inner side is
     not the paper, and the digit inside is read."""

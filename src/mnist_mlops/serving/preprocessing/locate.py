@@ -123,6 +123,10 @@ def plot_box(gray: np.ndarray) -> tuple[slice, slice] | None:
     sides = marked[top : bottom + 1, [left, left + 1, right - 2, right - 1]].mean(axis=0)
     if max(sides[:2]) < 0.9 or max(sides[2:]) < 0.9:
         return None
+    # Straight lines end at the box: a thick stroke's round cap (a thick 0) goes on beyond it.
+    beyond = marked[[max(0, top - 2), min(height - 1, bottom + 2)], left:right].mean(axis=1)
+    if max(beyond) >= 0.5:
+        return None
     # Two pixels in: the axes' lines, softened by scaling, stay outside.
     return slice(top + 2, bottom - 1), slice(left + 2, right - 2)
 
@@ -384,9 +388,48 @@ def _canvas_like(strokes: np.ndarray) -> bool:
     sides = (strokes[0].mean(), strokes[-1].mean(), strokes[:, 0].mean(), strokes[:, -1].mean())
     if sum(float(side) >= 0.9 for side in sides) >= 3:
         return True
-    holes, count = ndimage.label(ndimage.binary_fill_holes(strokes) & ~strokes)
+    filled = ndimage.binary_fill_holes(strokes)
+    holes, count = ndimage.label(filled & ~strokes)
     largest = np.bincount(holes.ravel())[1:].max() if count else 0
-    return bool(largest >= 0.02 * strokes.size)
+    return bool(largest >= 0.02 * strokes.size) and _square_cornered(filled)
+
+
+def _square_cornered(filled: np.ndarray) -> bool:
+    """Whether a filled shape reaches into at least two corners of its smallest enclosing
+    rectangle, at any angle, as a page, a screen or a card does, even slanted or in
+    perspective (two to four corners' triangles, a fifth of the sides long, 54-100% filled in
+    the tuning ranges); a thick digit's outline is round (16 of 17 thick rings round a hole
+    filled one corner at most)."""
+    (along, across), area = _in_enclosing_rectangle(filled)
+    triangle = 0.02 * area  # a corner's triangle, legs a fifth of the sides
+    filled_corners = [
+        np.count_nonzero(u + v < 0.2) >= 0.5 * triangle
+        for u in (along, 1 - along)
+        for v in (across, 1 - across)
+    ]
+    return sum(filled_corners) >= 2
+
+
+def _in_enclosing_rectangle(filled: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], float]:
+    """The filled pixels' places (0-1) along the sides of the smallest rectangle enclosing
+    them, and its area (in pixels): one of its sides lies along an edge of their convex hull."""
+    from scipy import ndimage
+    from scipy.spatial import ConvexHull
+
+    outline = np.argwhere(filled & ~ndimage.binary_erosion(filled)).astype(float)
+    # Each pixel's four corners, so that a row or a column of pixels still has an area.
+    outline = np.concatenate([outline + offset for offset in ((0, 0), (0, 1), (1, 0), (1, 1))])
+    hull = outline[ConvexHull(outline).vertices]
+    rectangles = []
+    for start, end in zip(hull, np.roll(hull, -1, axis=0), strict=True):
+        side = (end - start) / np.hypot(*(end - start))
+        axes = np.array([side, (-side[1], side[0])])
+        spans = hull @ axes.T
+        low, high = spans.min(axis=0), spans.max(axis=0)
+        rectangles.append((float(np.prod(high - low)), axes, low, high))
+    area, axes, low, high = min(rectangles, key=lambda rectangle: rectangle[0])
+    placed = ((np.argwhere(filled) + 0.5) @ axes.T - low) / (high - low)
+    return (placed[:, 0], placed[:, 1]), area
 
 
 def _tone_reading(mask: np.ndarray, ink: np.ndarray, dark: bool) -> Reading | None:

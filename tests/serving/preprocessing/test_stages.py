@@ -104,6 +104,22 @@ def test_locate_takes_a_slanted_page_round_a_digit_for_paper():
     assert not [r for r in locate.whole_picture_readings(gray) if not r.dark]
 
 
+def test_locate_takes_a_short_wedge_of_table_for_no_digit():
+    """A page slanted on a dark table leaves a wedge of table along the picture's side, a
+    third of it long: the table, not the digit, though it is larger than a thin 1."""
+    from PIL import ImageDraw
+
+    picture = Image.new("L", (96, 96), 40)
+    pen = ImageDraw.Draw(picture)
+    pen.polygon([(0, 0), (95, 0), (95, 95), (36, 95), (0, 84)], fill=230)  # the page
+    pen.line([(50, 28), (47, 66)], fill=40, width=3)  # a 1
+    gray = np.asarray(picture, np.float32)
+    light_paper, _ = locate.backgrounds(gray)
+    reading = locate.local_reading(gray, light_paper - gray, dark=True)
+    assert reading is not None and reading.box == (27, 45, 68, 53)
+    assert [ink.shape for ink in polarity.digit_inks(gray)] == [(39, 6)]
+
+
 def thick_zero() -> np.ndarray:
     """A thick marker's 0 on light paper: its ring fills 80% of its box round a hole of 11%,
     as a page round its digit does, but its corners are round."""

@@ -241,7 +241,8 @@ def _is_clutter(part: _Part, labels: np.ndarray, shape: tuple[int, int]) -> bool
         return True  # a ruled line, an axis, a page edge, a margin
     if touches and thin and max(height / shape[0], width / shape[1]) >= 0.5:
         return True  # a page's or a table's edge cut by the picture (a phone photo's corner)
-    if touches and max(height / shape[0], width / shape[1]) >= 0.4 and _in_border(part, labels):
+    contact = np.count_nonzero(ring(labels) == part.label) if touches else 0
+    if touches and _in_border(part, labels) and _along_a_side(height, width, contact, shape):
         return True  # the table beside a photographed page, slanted: along one side or two
     if min(height, width) < max(8, 0.3 * max(height, width)):
         return False
@@ -251,6 +252,14 @@ def _is_clutter(part: _Part, labels: np.ndarray, shape: tuple[int, int]) -> bool
     q_rows, q_cols = max(1, height // 4), max(1, width // 4)
     sides = (rows[:q_rows].max(), rows[-q_rows:].max(), cols[:q_cols].max(), cols[-q_cols:].max())
     return sum(float(side) >= 0.9 for side in sides) >= 3
+
+
+def _along_a_side(height: int, width: int, contact: int, shape: tuple[int, int]) -> bool:
+    """Whether a piece touching the picture's sides ``contact`` pixels long lies along them:
+    40% of the picture long, or a fifth and touching along most of its length (a wedge of
+    table beside a slanted page; a stroke reaching the edge touches it across its width)."""
+    length = max(height / shape[0], width / shape[1])
+    return length >= 0.4 or (length >= 0.2 and contact >= 0.8 * max(height, width))
 
 
 def _in_border(part: _Part, labels: np.ndarray) -> bool:
@@ -357,10 +366,14 @@ def _mostly_paper(mask: np.ndarray) -> bool:
 
     Not asked of a narrow picture, which may be a 1 cropped to its ink, all strokes.
     """
-    height, width = mask.shape
-    if min(height, width) < 0.4 * max(height, width):
+    if _narrow(mask.shape):
         return True
     return mask.mean() <= 0.75 and ring(mask).mean() <= 0.7
+
+
+def _narrow(shape: tuple[int, ...]) -> bool:
+    """Whether a picture is narrow, as a 1 cropped to its ink is (no page, no table)."""
+    return min(shape) < 0.4 * max(shape)
 
 
 def _stroke_like(ink: np.ndarray) -> bool:
@@ -451,19 +464,21 @@ def _tone_reading(mask: np.ndarray, ink: np.ndarray, dark: bool) -> Reading | No
 
 
 def _border_pieces(labels: np.ndarray, count: int) -> np.ndarray:
-    """The labels of pieces at least 40% of the picture long that touch its sides and keep
-    within a fifth of it from them (as ``_in_border``): a table beside a photographed page."""
+    """The labels of pieces along the picture's sides (``_along_a_side``) that keep within a
+    fifth of it from them (as ``_in_border``): a table beside a photographed page, which a
+    narrow picture is not (a 1 cropped to its ink lies along its sides)."""
+    if _narrow(labels.shape):
+        return np.zeros(count + 1, dtype=bool)
     band = max(1, int(0.2 * min(labels.shape)))
     inner = np.zeros(count + 1, dtype=bool)
     inner[labels[band:-band, band:-band]] = True
-    touching = np.zeros(count + 1, dtype=bool)
-    touching[ring(labels)] = True
-    pieces = touching & ~inner
+    contacts = np.bincount(ring(labels), minlength=count + 1)
+    pieces = (contacts > 0) & ~inner
     pieces[0] = False
     for label in np.flatnonzero(pieces):  # few: only pieces along the sides
         rows, cols = np.nonzero(labels == label)
         height, width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
-        pieces[label] = max(height / labels.shape[0], width / labels.shape[1]) >= 0.4
+        pieces[label] = _along_a_side(height, width, contacts[label], labels.shape)
     return pieces
 
 

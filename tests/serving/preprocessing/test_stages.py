@@ -41,6 +41,15 @@ def test_decode_scales_a_picture_to_the_working_size():
     assert gray.shape == (decode.WORK_SIDE, decode.WORK_SIDE // 2) and gray.max() == 90
 
 
+def test_decode_reads_a_16_bit_grey_scan_as_its_8_bit_greys():
+    """Scanners save 16-bit grey PNGs; converted by Pillow they clip to white."""
+    greys = np.tile(np.linspace(0, 255, 96).round().astype(np.uint16), (96, 1))
+    buffer = io.BytesIO()
+    Image.fromarray(greys * 257).save(buffer, format="PNG")
+    assert Image.open(io.BytesIO(buffer.getvalue())).mode == "I;16"
+    np.testing.assert_allclose(decode.work_grayscale(buffer.getvalue()), greys, atol=0.01)
+
+
 def test_decode_refuses_what_is_not_a_batch_of_images():
     with pytest.raises(decode.InvalidInput, match="N x 28 x 28"):
         decode.pixels_from_array([[1, 2, 3]])

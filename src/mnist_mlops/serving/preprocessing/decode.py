@@ -87,7 +87,7 @@ def work_grayscale(data: bytes, side: int = WORK_SIDE) -> np.ndarray:
 
 def _luminance(image: Any) -> np.ndarray:
     has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-    gray = np.asarray(image.convert("L"), dtype=np.float32)
+    gray = _greys(image)
     if not has_alpha:
         return gray
     alpha = np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.float32) / 255
@@ -96,3 +96,12 @@ def _luminance(image: Any) -> np.ndarray:
     opaque = gray[alpha > 0.5]
     backdrop = 0.0 if opaque.size and opaque.mean() > 127 else 255.0
     return gray * alpha + backdrop * (1 - alpha)
+
+
+def _greys(image: Any) -> np.ndarray:
+    """Grey levels 0-255. A 16-bit grey picture (a scanner's PNG) is scaled from 0-65535:
+    Pillow's conversion to 8 bits clips it instead, leaving most of a scan white."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        wide = np.asarray(image, dtype=np.float32)
+        return wide / 257 if wide.max() > 255 else wide
+    return np.asarray(image.convert("L"), dtype=np.float32)

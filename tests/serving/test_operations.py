@@ -143,9 +143,16 @@ def test_start_up_is_logged_in_phases_and_imports_no_tensorflow(served):
     workers = [phase for pid, phase in phases if int(pid) != served["process"].process.pid]
     assert sorted(workers) == sorted(["load", "warm-up", "listening"] * 2), phases
     group = served["process"].process.pid  # the server's processes: its group (own session)
+    forked = []  # the fork server and the workers forked from it (they keep its command line)
     for pid in processes_of_group(group):
         maps = Path(f"/proc/{pid}/maps").read_text()
         assert "tensorflow" not in maps, f"process {pid} of the server loaded TensorFlow"
+        if "forkserver" in Path(f"/proc/{pid}/cmdline").read_text():
+            forked.append(maps)
+    # What a worker's first picture needs is there before it: no 0.2 s of imports.
+    assert len(forked) == 3
+    for maps in forked:
+        assert "scipy/ndimage/_nd_image" in maps and "scipy/spatial/_qhull" in maps
 
 
 def processes_of_group(group: int) -> list[int]:

@@ -241,7 +241,7 @@ def _is_clutter(part: _Part, labels: np.ndarray, shape: tuple[int, int]) -> bool
         return True  # a ruled line, an axis, a page edge, a margin
     if touches and thin and max(height / shape[0], width / shape[1]) >= 0.5:
         return True  # a page's or a table's edge cut by the picture (a phone photo's corner)
-    contact = np.count_nonzero(ring(labels) == part.label) if touches else 0
+    contact = int(np.count_nonzero(ring(labels) == part.label)) if touches else 0
     if touches and _in_border(part, labels) and _along_a_side(height, width, contact, shape):
         return True  # the table beside a photographed page, slanted: along one side or two
     if min(height, width) < max(8, 0.3 * max(height, width)):
@@ -416,7 +416,7 @@ def _square_cornered(filled: np.ndarray) -> bool:
     (along, across), area = _in_enclosing_rectangle(filled)
     triangle = 0.02 * area  # a corner's triangle, legs a fifth of the sides
     filled_corners = [
-        np.count_nonzero(u + v < 0.2) >= 0.5 * triangle
+        bool(np.count_nonzero(u + v < 0.2) >= 0.5 * triangle)
         for u in (along, 1 - along)
         for v in (across, 1 - across)
     ]

@@ -19,6 +19,7 @@ import numpy as np
 from mnist_mlops.serving.preprocessing.masks import (
     grow,
     longest_runs,
+    outline,
     quantile,
     ring,
     runs_at_least,
@@ -241,9 +242,10 @@ def _is_clutter(part: _Part, labels: np.ndarray, shape: tuple[int, int]) -> bool
         return True  # a ruled line, an axis, a page edge, a margin
     if touches and thin and max(height / shape[0], width / shape[1]) >= 0.5:
         return True  # a page's or a table's edge cut by the picture (a phone photo's corner)
-    contact = int(np.count_nonzero(ring(labels) == part.label)) if touches else 0
-    if touches and _in_border(part, labels) and _along_a_side(height, width, contact, shape):
-        return True  # the table beside a photographed page, slanted: along one side or two
+    if touches and _in_border(part, labels):
+        contact = int(np.count_nonzero(ring(labels) == part.label))
+        if _along_a_side(height, width, contact, shape):
+            return True  # the table beside a photographed page, slanted: along one side or two
     if min(height, width) < max(8, 0.3 * max(height, width)):
         return False
     # A straight line along three or four sides of it: a frame, a canvas, a screen, plot axes.
@@ -329,24 +331,29 @@ def whole_picture_readings(gray: np.ndarray) -> list[Reading]:
         for lines in _line_choices(mask)
         if (reading := _tone_reading(mask & ~lines, ink, dark)) is not None
     ]
-    kept = [reading for reading in found if _stroke_like(reading.ink)]
+    stroke_like = [_stroke_like(reading.ink) for reading in found]
+    kept = [reading for reading, like in zip(found, stroke_like, strict=True) if like]
     span = light_level - dark_level
-    thick = {reading.dark for reading in found if _wants_core(reading.ink)}
+    thick = {
+        reading.dark
+        for reading, like in zip(found, stroke_like, strict=True)
+        if _wants_core(reading.ink, like)
+    }
     cores = (
         _tone_reading(ink > CORE * span, ink, dark) for _, ink, dark in readings if dark in thick
     )
     return kept + [core for core in cores if core is not None and _stroke_like(core.ink)]
 
 
-def _wants_core(ink: np.ndarray) -> bool:
+def _wants_core(ink: np.ndarray, stroke_like: bool) -> bool:
     """Whether a tone's strokes are so thick that its core is read too: thick soft strokes
     (a marker, a blurred scan) whose soft edges close the loops of a 0, 6, 8 or 9 and leave a
     blob the model misreads. Strokes over ``THICK_TONE`` of their digit's size (MNIST's are
     about 0.12) that still look like strokes, or a blob; not a canvas, whose core is garbage
-    the model may read confidently (screen photos)."""
+    the model may read confidently (screen photos). ``stroke_like``: ``_stroke_like(ink)``."""
     strokes = strokes_of(ink)
     width = stroke_width(strokes) / max(strokes.shape)
-    return width > BLOB or (width >= THICK_TONE and _stroke_like(ink))
+    return width > BLOB or (width >= THICK_TONE and stroke_like)
 
 
 def _line_choices(mask: np.ndarray) -> list[np.ndarray]:
@@ -426,13 +433,12 @@ def _square_cornered(filled: np.ndarray) -> bool:
 def _in_enclosing_rectangle(filled: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], float]:
     """The filled pixels' places (0-1) along the sides of the smallest rectangle enclosing
     them, and its area (in pixels): one of its sides lies along an edge of their convex hull."""
-    from scipy import ndimage
     from scipy.spatial import ConvexHull
 
-    outline = np.argwhere(filled & ~ndimage.binary_erosion(filled)).astype(float)
+    edge = np.argwhere(outline(filled)).astype(float)
     # Each pixel's four corners, so that a row or a column of pixels still has an area.
-    outline = np.concatenate([outline + offset for offset in ((0, 0), (0, 1), (1, 0), (1, 1))])
-    hull = outline[ConvexHull(outline).vertices]
+    corners = np.concatenate([edge + offset for offset in ((0, 0), (0, 1), (1, 0), (1, 1))])
+    hull = corners[ConvexHull(corners).vertices]
     rectangles = []
     for start, end in zip(hull, np.roll(hull, -1, axis=0), strict=True):
         side = (end - start) / np.hypot(*(end - start))

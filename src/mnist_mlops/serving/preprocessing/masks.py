@@ -38,11 +38,14 @@ def strokes_of(ink: np.ndarray) -> np.ndarray:
     return ink > 0.4 * ink.max()
 
 
+def outline(mask: np.ndarray) -> np.ndarray:
+    """The pixels of a mask on its edge (a neighbour across, or the picture's side, is empty)."""
+    return mask & ~_shrink(mask)
+
+
 def stroke_width(strokes: np.ndarray) -> float:
     """About the strokes' width in pixels: their area over half their outline."""
-
-    outline = strokes & ~_shrink(strokes)
-    return 2 * float(strokes.sum()) / max(1, int(outline.sum()))
+    return 2 * float(strokes.sum()) / max(1, int(outline(strokes).sum()))
 
 
 def quantile(values: np.ndarray, q: float) -> float:

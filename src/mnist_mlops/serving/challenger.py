@@ -103,10 +103,10 @@ class Challenger:
         production: ModelFollower,
         write: Callable[[dict[str, Any]], None],
         score: Callable[[Any, ScoringRequest], Scoring],
-        traffic: Traffic | None = None,
+        traffic: Traffic,
     ) -> None:
         self.settings, self.uri, self.write, self.score = settings, uri, write, score
-        self.traffic = traffic or Traffic()
+        self.traffic = traffic
         self.follower = ModelFollower(
             uri or "",
             None,

@@ -333,16 +333,18 @@ def whole_picture_readings(gray: np.ndarray) -> list[Reading]:
     ]
     stroke_like = [_stroke_like(reading.ink) for reading in found]
     kept = [reading for reading, like in zip(found, stroke_like, strict=True) if like]
-    span = light_level - dark_level
-    thick = {
-        reading.dark
-        for reading, like in zip(found, stroke_like, strict=True)
-        if _wants_core(reading.ink, like)
-    }
-    cores = (
-        _tone_reading(ink > CORE * span, ink, dark) for _, ink, dark in readings if dark in thick
-    )
-    return kept + [core for core in cores if core is not None and _stroke_like(core.ink)]
+    pairs = zip(found, stroke_like, strict=True)
+    thick = {reading.dark for reading, like in pairs if _wants_core(reading.ink, like)}
+    return kept + _cores(readings, thick, light_level - dark_level)
+
+
+def _cores(
+    tones: tuple[tuple[np.ndarray, np.ndarray, bool], ...], thick: set[bool], span: float
+) -> list[Reading]:
+    """The cores (see ``CORE``) of the ``thick`` tones (by darkness) that look like strokes,
+    of a picture whose tones' greys are ``span`` apart."""
+    cores = (_tone_reading(ink > CORE * span, ink, dark) for _, ink, dark in tones if dark in thick)
+    return [core for core in cores if core is not None and _stroke_like(core.ink)]
 
 
 def _wants_core(ink: np.ndarray, stroke_like: bool) -> bool:
